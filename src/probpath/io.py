@@ -1,0 +1,52 @@
+"""``probpath.load``: rebuild any saved model from ``config.json`` + ``model.safetensors``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from probpath.catalog import entry_for_class
+from probpath.core.model import FORMAT_VERSION, Estimator, Model
+from probpath.core.serialization import CheckpointError, load_tensors, read_json
+
+__all__ = ["load"]
+
+
+def load(directory: str | Path, device: str = "cpu"):
+    """Load a model saved with ``model.save(directory)`` (or a run directory of ``fit``).
+
+    Only JSON and safetensors are read; nothing is unpickled. Raises
+    :class:`~probpath.core.serialization.CheckpointError` on a malformed or foreign file.
+    """
+    directory = Path(directory)
+    if directory.is_file():
+        raise CheckpointError(
+            f"{directory} is a file; pass the directory that holds config.json and "
+            "model.safetensors"
+        )
+    meta = read_json(directory / "config.json")
+    if meta.get("format_version") != FORMAT_VERSION or "class" not in meta:
+        raise CheckpointError(
+            f"{directory / 'config.json'} is not a probpath model config (format_version "
+            f"{meta.get('format_version')!r}, expected {FORMAT_VERSION})"
+        )
+    try:
+        entry = entry_for_class(meta["class"])
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from None
+    config = meta.get("config", {})
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{directory / 'config.json'}: 'config' must be an object")
+    try:
+        model = entry.cls(**config)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"cannot rebuild {meta['class']} from config.json: {exc}") from None
+    tensors = load_tensors(directory / "model.safetensors", device=device)
+    if isinstance(model, Model):
+        model.load_weights(tensors, str(directory / "model.safetensors"))
+        model.to(device)
+        model.eval()
+    elif isinstance(model, Estimator):
+        model.load_fitted(tensors, meta.get("state", {}))
+    else:  # pragma: no cover - every catalog class derives from one of the two
+        raise CheckpointError(f"{meta['class']} is neither a Model nor an Estimator")
+    return model
