@@ -21,7 +21,8 @@ def append_dims(coef: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     extra = like.ndim - coef.ndim
     if extra < 0:
         raise ValueError(
-            f"coefficient has {coef.ndim} dims but the data only {like.ndim}; pass a (batch,) tensor"
+            f"coefficient has {coef.ndim} dims but the data only {like.ndim}; "
+            "pass a (batch,) tensor"
         )
     return coef.reshape(coef.shape + (1,) * extra)
 
