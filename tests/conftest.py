@@ -5,6 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+# Tests use tiny tensors: one intra-op thread avoids oversubscription (and spin-waiting)
+# when several test processes share the cores; it also makes timings less noisy.
+torch.set_num_threads(1)
+
 
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():

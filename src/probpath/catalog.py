@@ -54,8 +54,340 @@ def _entries() -> list[CatalogEntry]:
     # import the catalog (dependency direction: the catalog sits on top).
     entries: list[CatalogEntry] = []
     # --- classical route (survey §1.1) ---
+    from probpath.likelihood.gaussian import GaussianMLE, GaussianScoreMatching
+
+    entries.append(
+        CatalogEntry(
+            "gaussian",
+            GaussianMLE,
+            "one Gaussian, closed-form maximum likelihood (full covariance) (§1.1.1)",
+            kwargs={"covariance_type": "full", "reg_covar": 1e-6},
+            data="vector",
+        )
+    )
+    entries.append(
+        CatalogEntry(
+            "gaussian-sm",
+            GaussianScoreMatching,
+            "one Gaussian by Hyvärinen score matching, closed form (= the MLE) (§1.1.1, Eq. 7)",
+            kwargs={"covariance_type": "full", "reg_covar": 1e-6},
+            data="vector",
+            in_compare=False,  # the same density as `gaussian` (the survey's point)
+        )
+    )
+    from probpath.likelihood.variational import BayesianGaussianMixture
+
+    entries.append(
+        CatalogEntry(
+            "bgmm",
+            BayesianGaussianMixture,
+            "Bayesian GMM, mean-field VI with a Dirichlet-process prior (§1.1.5)",
+            kwargs={
+                "n_components": 10,
+                "weight_concentration_prior_type": "dirichlet_process",
+                "max_iter": 500,
+                "random_state": 0,
+            },
+            quick_kwargs={"n_components": 6, "max_iter": 200},
+            test_kwargs={"n_components": 2, "max_iter": 20},
+            data="vector",
+        )
+    )
+    from probpath.likelihood.mixture import GaussianMixture
+
+    entries.append(
+        CatalogEntry(
+            "gmm",
+            GaussianMixture,
+            "Gaussian mixture by EM, full covariances, exact NLL (§1.1.2-§1.1.4)",
+            kwargs={"n_components": 10, "n_init": 2, "max_iter": 300, "random_state": 0},
+            quick_kwargs={"n_components": 8, "n_init": 1},
+            test_kwargs={"n_components": 2, "max_iter": 50},
+            data="vector",
+        )
+    )
     # --- deep likelihood / adversarial routes (§1.2, §1.3, §3.1, §3.2) ---
+    from probpath.likelihood.cnf import CNF
+    from probpath.likelihood.flows import MAF, PlanarFlow, RadialFlow, RealNVP
+
+    entries += [
+        CatalogEntry(
+            "planar-flow",
+            PlanarFlow,
+            "planar normalizing flow, exact NLL via numerical inverse (§3.1, Eq. 52-53)",
+            kwargs={"n_layers": 32},
+            quick_kwargs={"n_layers": 16},
+            test_kwargs={"n_layers": 2},
+            data="vector",
+        ),
+        CatalogEntry(
+            "radial-flow",
+            RadialFlow,
+            "radial normalizing flow, closed-form inverse (§3.1)",
+            kwargs={"n_layers": 32},
+            quick_kwargs={"n_layers": 16},
+            test_kwargs={"n_layers": 2},
+            data="vector",
+        ),
+        CatalogEntry(
+            "realnvp",
+            RealNVP,
+            "RealNVP affine coupling flow with ActNorm and permutations (§3.1)",
+            kwargs={"n_blocks": 6, "hidden": [128, 128]},
+            quick_kwargs={"n_blocks": 4, "hidden": [64, 64]},
+            test_kwargs={"n_blocks": 2, "hidden": [8]},
+            data="vector",
+        ),
+        CatalogEntry(
+            "maf",
+            MAF,
+            "masked autoregressive flow on MADE conditioners (§3.1)",
+            kwargs={"n_layers": 5, "hidden": [128, 128]},
+            quick_kwargs={"n_layers": 4, "hidden": [64, 64]},
+            test_kwargs={"n_layers": 2, "hidden": [8]},
+            data="vector",
+        ),
+        CatalogEntry(
+            "cnf",
+            CNF,
+            "FFJORD continuous normalizing flow, ODE likelihood with Hutchinson trace (§3.2)",
+            kwargs={"hidden": [64, 64, 64], "rtol": 1e-5, "atol": 1e-5},
+            quick_kwargs={"hidden": [64, 64], "solver_steps": 8},
+            test_kwargs={"hidden": [8], "solver_steps": 4},
+            data="vector",
+        ),
+    ]
+    from probpath.adversarial import GAN, WGAN, ConditionalGAN, CycleGAN
+    from probpath.likelihood.vae import VAE, VQVAE, BetaVAE, FlowVAE, HierarchicalVAE
+
+    tiny_vae = {"latent_dim": 2, "hidden": [8], "iwae_samples": 4}
+    tiny_conv = {"channels": [4, 8]}
+    entries += [
+        CatalogEntry(
+            "vae",
+            VAE,
+            "variational autoencoder, MLP, Gaussian decoder; NLL = IWAE bound (§1.2, Eq. 16)",
+            kwargs={"latent_dim": 8, "hidden": [128, 128]},
+            quick_kwargs={"hidden": [64, 64], "iwae_samples": 32},
+            test_kwargs=tiny_vae,
+            data="vector",
+        ),
+        CatalogEntry(
+            "vae-conv",
+            VAE,
+            "variational autoencoder with a small conv encoder/decoder, for images (§1.2)",
+            kwargs={
+                "latent_dim": 16,
+                "architecture": "conv",
+                "channels": [32, 64],
+                "sample_noise": False,
+            },
+            quick_kwargs={"channels": [16, 32], "iwae_samples": 32},
+            test_kwargs={**tiny_vae, **tiny_conv},
+            data="image",
+        ),
+        CatalogEntry(
+            "beta-vae",
+            BetaVAE,
+            "beta-VAE: KL weighted by beta=4 for disentangling (§1.2)",
+            kwargs={"latent_dim": 8, "hidden": [128, 128], "beta": 4.0},
+            quick_kwargs={"hidden": [64, 64], "iwae_samples": 32},
+            test_kwargs=tiny_vae,
+            data="vector",
+        ),
+        CatalogEntry(
+            "flow-vae",
+            FlowVAE,
+            "VAE with a planar-flow posterior, free energy of Eq. 54 (§3.1)",
+            kwargs={"latent_dim": 8, "hidden": [128, 128], "flow": "planar", "flow_length": 8},
+            quick_kwargs={"hidden": [64, 64], "flow_length": 4, "iwae_samples": 32},
+            test_kwargs={**tiny_vae, "flow_length": 2},
+            data="vector",
+        ),
+        CatalogEntry(
+            "hvae",
+            HierarchicalVAE,
+            "hierarchical VAE, two stochastic layers, top-down inference (§1.2)",
+            kwargs={"latent_dims": [16, 8], "width": 128, "hidden": [128]},
+            quick_kwargs={"width": 64, "hidden": [64], "iwae_samples": 32},
+            test_kwargs={"latent_dims": [2, 2], "width": 8, "hidden": [], "iwae_samples": 4},
+            data="vector",
+        ),
+        CatalogEntry(
+            "vqvae",
+            VQVAE,
+            "VQ-VAE: EMA codebook, straight-through, autoregressive code prior (§1.2)",
+            kwargs={"num_codes": 32, "code_dim": 8, "num_tokens": 4, "hidden": [128, 128]},
+            quick_kwargs={"hidden": [64, 64], "prior_hidden": 64},
+            test_kwargs={
+                "num_codes": 4,
+                "code_dim": 2,
+                "num_tokens": 2,
+                "hidden": [8],
+                "prior_hidden": 8,
+            },
+            data="vector",
+        ),
+        CatalogEntry(
+            "vqvae-conv",
+            VQVAE,
+            "VQ-VAE with conv encoder/decoder, one code per 4x4 cell, for images (§1.2)",
+            kwargs={
+                "num_codes": 64,
+                "code_dim": 16,
+                "architecture": "conv",
+                "channels": [32, 64],
+                "sample_noise": False,
+            },
+            quick_kwargs={"channels": [16, 32], "prior_hidden": 64},
+            test_kwargs={"num_codes": 4, "code_dim": 2, "prior_hidden": 8, **tiny_conv},
+            data="image",
+        ),
+        CatalogEntry(
+            "gan",
+            GAN,
+            "GAN, non-saturating loss, MLP generator/discriminator; implicit (§1.3, Eq. 17)",
+            kwargs={"latent_dim": 16, "hidden": [128, 128]},
+            quick_kwargs={"hidden": [64, 64]},
+            test_kwargs={"latent_dim": 2, "hidden": [8]},
+            data="vector",
+        ),
+        CatalogEntry(
+            "gan-conv",
+            GAN,
+            "DCGAN-like GAN with spectral norm, for images; implicit (§1.3)",
+            kwargs={
+                "latent_dim": 32,
+                "architecture": "conv",
+                "channels": [32, 64],
+                "spectral_norm": True,
+                "tanh_output": True,
+            },
+            quick_kwargs={"channels": [16, 32]},
+            test_kwargs={"latent_dim": 2, **tiny_conv},
+            data="image",
+        ),
+        CatalogEntry(
+            "wgan-gp",
+            WGAN,
+            "Wasserstein GAN with gradient penalty; implicit (§1.3)",
+            kwargs={"latent_dim": 16, "hidden": [128, 128]},
+            quick_kwargs={"hidden": [64, 64], "d_steps": 2},
+            test_kwargs={"latent_dim": 2, "hidden": [8], "d_steps": 1},
+            data="vector",
+        ),
+        CatalogEntry(
+            "cgan",
+            ConditionalGAN,
+            "conditional GAN, labels into G and D (projection); implicit (§1.3)",
+            kwargs={"latent_dim": 16, "hidden": [128, 128]},
+            quick_kwargs={"hidden": [64, 64]},
+            test_kwargs={"latent_dim": 2, "hidden": [8]},
+            data="vector",
+        ),
+        CatalogEntry(
+            "cyclegan",
+            CycleGAN,
+            "CycleGAN between the data and a rotated copy; a translator, not a density (§1.3)",
+            kwargs={"transform": "rotate90", "hidden": [64, 64]},
+            quick_kwargs={"hidden": [32, 32]},
+            test_kwargs={"hidden": [8], "reservoir_size": 16},
+            data="any",
+            in_compare=False,
+        ),
+    ]
     # --- probability-path routes (§2, §3.3) ---
+    from probpath.score import NCSN, DiffusionModel, ScoreSDE
+    from probpath.velocity import FlowMatching, RectifiedFlow
+
+    mlp_quick = {"network": {"hidden": [128, 128, 128]}, "likelihood_steps": 16}
+    mlp_test = {"network": {"hidden": [16, 16]}, "steps": 3, "likelihood_steps": 6}
+    entries += [
+        CatalogEntry(
+            "ddpm",
+            DiffusionModel,
+            "DDPM, linear betas, eps-prediction, L_simple; DPM-Solver++ 20 steps (§2.4, Eq. 41)",
+            quick_kwargs=mlp_quick,
+            test_kwargs={**mlp_test, "num_steps": 100},
+            data="vector",
+        ),
+        CatalogEntry(
+            "ddpm-unet",
+            DiffusionModel,
+            "DDPM with a small UNet, for images (§2.4)",
+            kwargs={"network": {"base_channels": 32, "channel_mult": [1, 2]}},
+            quick_kwargs={"network": {"base_channels": 16}, "likelihood_steps": 8},
+            test_kwargs={
+                "network": {"base_channels": 4, "channel_mult": [1]},
+                "num_steps": 100,
+                "steps": 2,
+                "likelihood_steps": 2,
+            },
+            data="image",
+        ),
+        CatalogEntry(
+            "ncsn",
+            NCSN,
+            "NCSN: geometric noise levels, Eq. 33 loss, annealed Langevin sampling (§2.3)",
+            quick_kwargs={**mlp_quick, "sampler_options": {"n_steps": 20}},
+            test_kwargs={
+                **mlp_test,
+                "num_scales": 3,
+                "sigma_max": 2.0,  # an untrained VE model's density is ~sigma_max wide
+                "sampler_options": {"n_steps": 2},
+            },
+            data="vector",
+        ),
+        CatalogEntry(
+            "score-sde",
+            ScoreSDE,
+            "score SDE, VP (Eq. 48), weighted DSM (Eq. 44), reverse-SDE Euler-Maruyama (§2.5)",
+            quick_kwargs=mlp_quick,
+            # an untrained VP flow contracts by exp(-int beta / 2); keep the test density on
+            # the battery's grid with a mild beta_max
+            test_kwargs={**mlp_test, "schedule": {"beta_max": 2.0}},
+            data="vector",
+        ),
+        CatalogEntry(
+            "score-sde-ve",
+            ScoreSDE,
+            "score SDE, VE (Eq. 46), predictor-corrector sampling (§2.5)",
+            kwargs={
+                "sde": "ve",
+                "schedule": {"sigma_min": 0.01, "sigma_max": 20.0},
+                "sampler": "pc",
+                "steps": 100,
+            },
+            quick_kwargs=mlp_quick,
+            test_kwargs={**mlp_test, "schedule": {"sigma_min": 0.01, "sigma_max": 2.0}},
+            data="vector",
+        ),
+        CatalogEntry(
+            "cfm",
+            FlowMatching,
+            "conditional flow matching, independent coupling, Heun 10 steps (§3.3, Eq. 62)",
+            quick_kwargs=mlp_quick,
+            test_kwargs=mlp_test,
+            data="vector",
+        ),
+        CatalogEntry(
+            "ot-cfm",
+            FlowMatching,
+            "OT-CFM: exact minibatch optimal-transport coupling (§3.3)",
+            kwargs={"coupling": "ot"},
+            quick_kwargs=mlp_quick,
+            test_kwargs=mlp_test,
+            data="vector",
+        ),
+        CatalogEntry(
+            "rectified-flow",
+            RectifiedFlow,
+            "rectified flow (straight path, Euler); .reflow() straightens it (§3.3)",
+            quick_kwargs=mlp_quick,
+            test_kwargs=mlp_test,
+            data="vector",
+        ),
+    ]
     return entries
 
 

@@ -38,7 +38,7 @@ def _labels(n, seed=0):
 
 @pytest.fixture(params=ENTRIES, ids=IDS)
 def fitted(request):
-    """A small model of each catalog entry, fitted (estimators) or lightly trained."""
+    """A small model of each catalog entry, fitted (estimators) or trained for a few steps."""
     entry = request.param
     shape = _shape(entry)
     caps = entry.cls.capabilities
@@ -51,7 +51,29 @@ def fitted(request):
         x = x.double()
     else:
         model.to(torch.float32)
+        _train_a_little(model, x, cond)
     return entry, model, x, cond
+
+
+def _train_a_little(model, x, cond, steps=3):
+    """A few Adam steps, as the Trainer would take (also runs data-dependent inits)."""
+    groups = model.optimizer_groups()
+    opts = {k: torch.optim.Adam(g.params, lr=1e-3) for k, g in groups.items()}
+
+    def update(loss, group):
+        opts[group].zero_grad()
+        loss.backward()
+        opts[group].step()
+
+    model.train()
+    for step in range(steps):
+        if hasattr(model, "train_step"):
+            model.train_step(x, cond, step, update)
+        else:
+            update(model.loss(x, cond).mean(), "model")
+    for opt in opts.values():
+        opt.zero_grad(set_to_none=True)
+    model.eval()
 
 
 def _cond(model, n):

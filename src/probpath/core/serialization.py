@@ -24,6 +24,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "save_tensors",
+    "tensors_to_bytes",
     "load_tensors",
     "read_json",
     "check_state_dict",
@@ -46,6 +47,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -60,19 +64,33 @@ def atomic_write_json(path: str | os.PathLike, obj) -> Path:
     return atomic_write_bytes(path, (text + "\n").encode())
 
 
-def save_tensors(
-    path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], metadata: dict | None = None
-) -> Path:
-    """Save a flat ``name -> tensor`` mapping as safetensors, atomically.
+def tensors_to_bytes(tensors: Mapping[str, torch.Tensor], metadata: dict | None = None) -> bytes:
+    """Serialise a flat ``name -> tensor`` mapping to safetensors bytes.
 
     Tensors are made contiguous and moved to the CPU; shared storage is cloned.
     """
     flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     meta = {k: str(v) for k, v in (metadata or {}).items()}
-    return atomic_write_bytes(path, st_save_bytes(flat, metadata=meta or None))
+    return st_save_bytes(flat, metadata=meta or None)
+
+
+def save_tensors(
+    path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], metadata: dict | None = None
+) -> Path:
+    """Save a flat ``name -> tensor`` mapping as safetensors, atomically."""
+    return atomic_write_bytes(path, tensors_to_bytes(tensors, metadata))
+
+
+def _is_safetensors(data: bytes) -> bool:
+    """A safetensors file starts with an 8-byte little-endian header length, then ``{``."""
+    if len(data) < 10:
+        return False
+    n = int.from_bytes(data[:8], "little")
+    return 2 <= n <= len(data) - 8 and data[8:9] == b"{"
 
 
 def _refuse_pickle(path: Path, head: bytes) -> None:
+    """Refuse pickle-like files: a pickle suffix, or pickle / zip magic bytes at the start."""
     looks_pickle = head[:1] == b"\x80" or head[:2] == b"PK"  # raw pickle or torch zip
     if path.suffix.lower() in _PICKLE_SUFFIXES or looks_pickle:
         raise CheckpointError(
@@ -90,7 +108,8 @@ def load_tensors(
     if not path.is_file():
         raise CheckpointError(f"{path} does not exist; check the run directory")
     data = path.read_bytes()
-    _refuse_pickle(path, data[:4])
+    if path.suffix.lower() in _PICKLE_SUFFIXES or not _is_safetensors(data):
+        _refuse_pickle(path, data[:4])
     try:
         tensors = st_load_bytes(data)
     except (SafetensorError, ValueError, RuntimeError, OverflowError) as exc:

@@ -1,0 +1,39 @@
+"""Sample-quality and likelihood metrics: MMD, sliced Wasserstein, energy and Fréchet
+distances, precision / recall, NLL / bits-per-dim with dequantisation, and the two-sample
+noise floor.
+
+All two-sample metrics flatten their inputs to ``(N, D)``, compute in float64 and return
+Python floats.
+"""
+
+from probpath.metrics.energy import energy_distance
+from probpath.metrics.floor import noise_floor
+from probpath.metrics.frechet import frechet_distance, frechet_distance_gaussian
+from probpath.metrics.likelihood import (
+    NLLResult,
+    bits_per_dim,
+    dataset_nll,
+    dequantize,
+    nll_nats,
+)
+from probpath.metrics.mmd import median_bandwidth, mmd
+from probpath.metrics.precision_recall import PrecisionRecall, precision_recall
+from probpath.metrics.sliced import sliced_wasserstein, wasserstein_1d
+
+__all__ = [
+    "NLLResult",
+    "PrecisionRecall",
+    "bits_per_dim",
+    "dataset_nll",
+    "dequantize",
+    "energy_distance",
+    "frechet_distance",
+    "frechet_distance_gaussian",
+    "median_bandwidth",
+    "mmd",
+    "nll_nats",
+    "noise_floor",
+    "precision_recall",
+    "sliced_wasserstein",
+    "wasserstein_1d",
+]

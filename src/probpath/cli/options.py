@@ -1,0 +1,105 @@
+"""Model options on the command line: ``--set key=value`` and free ``--foo-bar X`` flags.
+
+Both forms become constructor keyword arguments of the catalog model (``--n-components 8``
+-> ``n_components=8``). Values are parsed as JSON when they are valid JSON (numbers, booleans,
+``null``, lists, objects, quoted strings) and kept as plain strings otherwise, so
+``--set hidden=[64,64]`` gives a list and ``--act silu`` a string.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["parse_value", "parse_set_options", "parse_extra_args", "merge_options"]
+
+
+def parse_value(text: str) -> Any:
+    """JSON value of ``text``, or ``text`` itself when it is not JSON.
+
+    >>> parse_value("8"), parse_value("[64, 64]"), parse_value("silu"), parse_value("true")
+    (8, [64, 64], 'silu', True)
+    """
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _key(raw: str, where: str) -> str:
+    key = raw.strip().replace("-", "_")
+    if not key.isidentifier():
+        raise ValueError(
+            f"{where}: {raw!r} is not an option name; use letters, digits, '-' or '_', "
+            "e.g. --set n_components=8"
+        )
+    return key
+
+
+def parse_set_options(items: Sequence[str]) -> dict[str, Any]:
+    """``["n_components=8", "hidden=[64,64]"]`` -> ``{"n_components": 8, "hidden": [64, 64]}``.
+
+    Raises:
+        ValueError: an item without ``=``, an empty or invalid key, or a key given twice.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"invalid --set {item!r}: write key=value, e.g. --set n_components=8")
+        raw, value = item.split("=", 1)
+        if not raw.strip():
+            raise ValueError(f"invalid --set {item!r}: the key before '=' is empty")
+        key = _key(raw, f"--set {item!r}")
+        if key in out:
+            raise ValueError(f"--set {key} is given twice; give each option once")
+        out[key] = parse_value(value)
+    return out
+
+
+def parse_extra_args(args: Sequence[str]) -> dict[str, Any]:
+    """Turn the options the command does not know into model keyword arguments.
+
+    ``--n-components 8`` and ``--n-components=8`` give ``n_components=8``; a flag followed
+    by another option (or nothing) is ``True``; ``--no-foo`` alone is ``foo=False``.
+
+    Raises:
+        ValueError: a stray positional argument or a repeated option.
+    """
+    out: dict[str, Any] = {}
+    i = 0
+    args = list(args)
+    while i < len(args):
+        token = args[i]
+        if not token.startswith("--") or token == "--":
+            raise ValueError(
+                f"unexpected argument {token!r}; model options are written --name value "
+                "(or --set name=value)"
+            )
+        body = token[2:]
+        if "=" in body:
+            raw, text = body.split("=", 1)
+            value: Any = parse_value(text)
+            i += 1
+        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+            raw, value = body, parse_value(args[i + 1])
+            i += 2
+        elif body.startswith("no-") and len(body) > 3:
+            raw, value = body[3:], False
+            i += 1
+        else:
+            raw, value = body, True
+            i += 1
+        key = _key(raw, f"option {token!r}")
+        if key in out:
+            raise ValueError(f"option --{raw} is given twice; give each option once")
+        out[key] = value
+    return out
+
+
+def merge_options(flags: dict[str, Any], sets: dict[str, Any]) -> dict[str, Any]:
+    """Union of both forms; the same key in both is an error (ambiguous)."""
+    both = sorted(set(flags) & set(sets))
+    if both:
+        raise ValueError(f"option(s) {both} given both as --flag and as --set; give them once")
+    return {**flags, **sets}

@@ -1,0 +1,262 @@
+"""``PathModel``: the one base class of diffusion, score-SDE and flow-matching models.
+
+A path model is a network on an affine path ``x_t = alpha_t x0 + sigma_t eps`` with a native
+:class:`~probpath.paths.parameterization.Prediction` — i.e. a
+:class:`~probpath.paths.field.PathField` — plus a training objective. Everything else is
+shared: sampling goes through :func:`~probpath.sampling.samplers.sample_path` (any sampler
+of :data:`~probpath.sampling.samplers.SAMPLERS`, NFE counted) and ``log_prob`` through the
+probability-flow ODE likelihood (survey Eq. 55,
+:func:`~probpath.sampling.likelihood.ode_log_prob`).
+Subclasses (``DiffusionModel``, ``NCSN``, ``ScoreSDE`` in :mod:`probpath.score.diffusion`;
+``FlowMatching``, ``RectifiedFlow`` in :mod:`probpath.velocity.flow_matching`) differ only in
+path, prediction, time distribution and objective.
+
+It lives in ``sampling/`` because both routes (score and velocity) build on it and the
+routes never import each other.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from probpath.core.broadcast import append_dims
+from probpath.core.model import Model
+from probpath.core.validation import check_choice, check_event_shape, check_tensor
+from probpath.paths.affine import AffinePath
+from probpath.paths.field import PathField
+from probpath.paths.parameterization import Prediction
+from probpath.sampling.likelihood import ode_log_prob
+from probpath.sampling.samplers import SAMPLERS, sample_path
+
+__all__ = ["PathModel", "build_path_network"]
+
+
+def build_path_network(
+    event_shape: tuple[int, ...], num_classes: int = 0, options: dict | None = None
+) -> nn.Module:
+    """The reference network for data of ``event_shape``: a :class:`~probpath.nn.TimeMLP` for
+    vectors ``(D,)``, a :class:`~probpath.nn.UNet` for images ``(C, H, W)``.
+
+    ``options`` are the network's keyword arguments (JSON-able, e.g. ``{"hidden": [64, 64]}``).
+    """
+    from probpath.nn import TimeMLP, UNet
+
+    options = dict(options or {})
+    if len(event_shape) == 1:
+        return TimeMLP(event_shape[0], num_classes=num_classes, **options)
+    if len(event_shape) == 3:
+        return UNet(event_shape, num_classes=num_classes, **options)
+    raise ValueError(
+        f"no reference network for event_shape {event_shape}; flatten the data to (D,) or "
+        "pass images as (C, H, W)"
+    )
+
+
+class PathModel(Model):
+    """A network on an affine path; subclasses define :meth:`loss` (and the time law).
+
+    Args:
+        event_shape: shape of one sample.
+        path: the :class:`~probpath.paths.affine.AffinePath`.
+        prediction: what the network predicts.
+        network: ``network(x_t, t, cond) -> (batch, *event)``.
+        sampler: default sampler name (a key of ``SAMPLERS``).
+        steps: default number of sampler steps.
+        sampler_options: default keyword options of ``sample_path`` (``grid``, ``t_min``,
+            ``final_zero``, sampler options such as ``n_steps``).
+        likelihood_steps: ``None`` for the adaptive dopri5 solve of the likelihood ODE, or a
+            number of fixed RK4 steps (fast, for tests and quick comparisons).
+        likelihood_trace: ``"auto"`` (exact divergence up to 16 dimensions, Hutchinson beyond),
+            ``"exact"`` or ``"hutchinson"``.
+
+    Attributes:
+        sampling_nfe: network evaluations per sample of the last :meth:`sample` call (``None``
+            before the first call); ``compare`` reports it as the NFE column.
+        likelihood_nfe: network evaluations of the last :meth:`log_prob` call.
+    """
+
+    likelihood_t0: ClassVar[float | None] = None  # None: the path's t_min
+
+    def __init__(
+        self,
+        event_shape: tuple[int, ...],
+        path: AffinePath,
+        prediction: Prediction | str,
+        network: nn.Module,
+        *,
+        sampler: str,
+        steps: int,
+        sampler_options: dict[str, Any] | None = None,
+        likelihood_steps: int | None = None,
+        likelihood_trace: str = "auto",
+    ):
+        super().__init__()
+        # a non-persistent scalar that follows .to(): O(1) device / dtype lookups on the hot
+        # path (iterating the parameters costs more than the CFM objective itself)
+        self.register_buffer("_probe", torch.zeros(()), persistent=False)
+        self.event_shape = check_event_shape(event_shape)
+        check_choice(sampler, "sampler", tuple(SAMPLERS))
+        check_choice(likelihood_trace, "likelihood_trace", ("auto", "exact", "hutchinson"))
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be a positive integer, got {steps!r}")
+        self.network = network
+        self.path = path
+        self.field = PathField(network, path, prediction)
+        self.default_sampler, self.default_steps = sampler, steps
+        self.sampler_options = dict(sampler_options or {})
+        self.likelihood_steps = likelihood_steps
+        self.likelihood_trace = likelihood_trace
+        self.sampling_nfe: int | None = None
+        self.likelihood_nfe: int | None = None
+
+    # -- helpers ---------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        """Device of the model."""
+        return self._probe.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating dtype of the model (float32 unless converted)."""
+        return self._probe.dtype
+
+    @property
+    def dim(self) -> int:
+        """Values per sample (``prod(event_shape)``)."""
+        return math.prod(self.event_shape)
+
+    def check_input(self, x, name: str = "x") -> torch.Tensor:
+        """Validate ``x`` ``(batch, *event_shape)`` and move it to the model's device/dtype."""
+        x = check_tensor(x, name, event_shape=self.event_shape)
+        probe = self._probe
+        if x.dtype != probe.dtype or x.device != probe.device:
+            x = x.to(device=probe.device, dtype=probe.dtype)
+        return x
+
+    def _cond(self, cond, n: int):
+        if cond is None:
+            return None
+        cond = torch.as_tensor(cond, device=self.device)
+        if cond.shape != (n,):
+            raise ValueError(f"cond must have shape ({n},) (one label per sample)")
+        return cond.long()
+
+    # -- the contract ----------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        cond: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        sampler: str | None = None,
+        steps: int | None = None,
+        **options: Any,
+    ) -> torch.Tensor:
+        """Draw ``n`` samples ``(n, *event_shape)`` with any shared sampler (survey §2.4-§3.3).
+
+        Args:
+            n: number of samples (>= 1).
+            cond: labels ``(n,)`` for a class-conditional network.
+            generator: for the prior draw and the sampler's noise (reproducible samples).
+            sampler: a key of :data:`~probpath.sampling.samplers.SAMPLERS` (default: the
+                model's); e.g. ``"dpmpp_2m"``, ``"heun"``, ``"ancestral"``, ``"pc"``.
+            steps: number of steps (default: the model's).
+            **options: more ``sample_path`` options (``grid``, ``eta``, ``snr``, ...).
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive integer number of samples, got {n!r}")
+        name = sampler or self.default_sampler
+        opts = self.grid_defaults(name, steps or self.default_steps)
+        if sampler is None:
+            opts.update(self.sampler_options)
+        opts.update(options)
+        out = sample_path(
+            self.field,
+            (n, *self.event_shape),
+            sampler=name,
+            steps=steps or self.default_steps,
+            generator=generator,
+            device=self.device,
+            dtype=self.dtype,
+            cond=self._cond(cond, n),
+            **opts,
+        )
+        self.sampling_nfe = out.nfe
+        return out.x
+
+    def log_prob(
+        self,
+        x: torch.Tensor,
+        cond: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Log-density of the model's probability-flow ODE (survey §2.5, Eq. 55), ``(batch,)``.
+
+        The ODE ``dx/dt = v(x, t)`` of the learned field maps the data to the prior
+        ``N(0, sigma(1)^2 I)``; the instantaneous change of variables gives the exact
+        log-density of that continuous-time flow model (up to the solver's error; with
+        Hutchinson's trace, for more than 16 dimensions by default, an unbiased estimate with
+        a fixed seed unless ``generator`` is given). Integration runs from ``t_min`` (the
+        smallest time the network is trained on; 0 for flow matching) to 1, in ``log t``
+        when ``t_min > 0`` (same ODE, better conditioned near the data).
+        """
+        x = self.check_input(x)
+        trace = self.likelihood_trace
+        if trace == "auto":
+            trace = "exact" if self.dim <= 16 else "hutchinson"
+        opts: dict[str, Any] = {"trace": trace}
+        if trace == "hutchinson":
+            opts["generator"] = generator or torch.Generator(self.device).manual_seed(0)
+        if self.likelihood_steps is not None:
+            opts["steps"] = self.likelihood_steps
+        cond = self._cond(cond, len(x))
+        t0 = self.path.t_min if self.likelihood_t0 is None else self.likelihood_t0
+        t1 = self.path.t_max
+        if t0 > 0.0:
+            # Integrate in u = log t: the same ODE, dx/du = t v(x, t), but well conditioned
+            # near t = 0 where VP velocities grow like t^(-1/2).
+            def velocity(y, u):
+                t = torch.exp(u)
+                return append_dims(t, y) * self.field.velocity(y, t, cond)
+
+            span = {"t0": math.log(t0), "t1": math.log(t1)}
+        else:
+
+            def velocity(y, t):
+                return self.field.velocity(y, t, cond)
+
+            span = {"t0": t0, "t1": t1}
+        res = ode_log_prob(velocity, x, self.path.prior_log_prob, **span, **opts)
+        self.likelihood_nfe = res.nfe
+        return res.log_prob
+
+    def bits_per_dim(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """``-log_prob(x) / (d ln 2)`` per sample, ``(batch,)`` (continuous data)."""
+        return -self.log_prob(x, cond) / (self.dim * math.log(2.0))
+
+    def score(self, x: torch.Tensor, t, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """``grad log p_t(x)`` of the learned path, ``(batch, *event_shape)``."""
+        x = self.check_input(x)
+        return self.field.predict(x, t, as_=Prediction.SCORE, cond=self._cond(cond, len(x)))
+
+    def velocity(self, x: torch.Tensor, t, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """``dx/dt`` of the probability-flow ODE, ``(batch, *event_shape)``."""
+        x = self.check_input(x)
+        return self.field.predict(x, t, as_=Prediction.VELOCITY, cond=self._cond(cond, len(x)))
+
+    def grid_defaults(self, sampler: str, steps: int) -> dict[str, Any]:
+        """Time-grid options of a :meth:`sample` call with ``sampler`` and ``steps``.
+
+        Default: none (the path's ``t_min`` and the explicit final step to ``sigma = 0``);
+        explicit ``options`` of :meth:`sample` override these.
+        """
+        return {}
+
+    def sample_t(self, n: int) -> torch.Tensor:
+        """Training times ``(n,)``; default ``U[t_min, 1]`` (subclasses override)."""
+        t0 = self.path.t_min
+        return t0 + (1.0 - t0) * torch.rand(n, device=self.device, dtype=self.dtype)

@@ -1,0 +1,141 @@
+"""One sampler signature, the ``SAMPLERS`` table and :func:`sample_path` (what models call).
+
+Every sampler is a stateless function
+
+    sample_<name>(field, x_init, ts, *, generator=None, callback=None, cond=None, **options)
+
+of a :class:`~probpath.paths.field.Field`, a start ``x_init`` at ``ts[0]`` and a decreasing
+time grid ``ts`` (:func:`~probpath.sampling.timesteps.make_grid`). ``callback`` receives a dict
+``{"i", "t", "t_next", "x", "x0_hat"}`` after each step. The number of network evaluations is
+counted, not guessed: :func:`sample_path` wraps the field with
+:func:`~probpath.paths.field.count_nfe` and returns it in :class:`SampleOutput`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from probpath.paths.field import Field, count_nfe
+from probpath.sampling.ode import (
+    sample_adaptive,
+    sample_dpm_solver_1,
+    sample_dpm_solver_2,
+    sample_dpm_solver_3,
+    sample_dpmpp_2m,
+    sample_dpmpp_3m,
+    sample_euler,
+    sample_heun,
+    sample_rk4,
+)
+from probpath.sampling.sde import (
+    sample_ancestral,
+    sample_annealed_langevin,
+    sample_ddim,
+    sample_edm_heun,
+    sample_euler_maruyama,
+    sample_langevin,
+    sample_pc,
+)
+from probpath.sampling.timesteps import check_grid, make_grid
+
+__all__ = ["SAMPLERS", "DEFAULT_SPACING", "SampleOutput", "sample_path"]
+
+SAMPLERS = {
+    "euler": sample_euler,
+    "heun": sample_heun,
+    "rk4": sample_rk4,
+    "adaptive": sample_adaptive,
+    "ddim": sample_ddim,
+    "dpm_solver_1": sample_dpm_solver_1,
+    "dpm_solver_2": sample_dpm_solver_2,
+    "dpm_solver_3": sample_dpm_solver_3,
+    "dpmpp_2m": sample_dpmpp_2m,
+    "dpmpp_3m": sample_dpmpp_3m,
+    "edm_heun": sample_edm_heun,
+    "ancestral": sample_ancestral,
+    "euler_maruyama": sample_euler_maruyama,
+    "pc": sample_pc,
+    "langevin": sample_langevin,
+    "annealed_langevin": sample_annealed_langevin,
+}
+
+# grid spacing each sampler works best with (lambda-space solvers: log-SNR)
+DEFAULT_SPACING = {name: "log_snr" for name in SAMPLERS} | {
+    "euler": "uniform",
+    "heun": "uniform",
+    "rk4": "uniform",
+    "euler_maruyama": "uniform",
+    "pc": "uniform",
+    "edm_heun": "edm",
+}
+
+
+@dataclass(frozen=True)
+class SampleOutput:
+    """Samples ``x`` ``(n, *event)``, the exact number of network evaluations and the grid."""
+
+    x: torch.Tensor
+    nfe: int
+    ts: torch.Tensor
+
+
+def sample_path(
+    field: Field,
+    shape: tuple[int, ...],
+    *,
+    sampler: str = "dpmpp_2m",
+    steps: int = 20,
+    grid: str | torch.Tensor | list[float] | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    x_init: torch.Tensor | None = None,
+    cond=None,
+    callback=None,
+    t_min: float | None = None,
+    final_zero: bool = True,
+    **options,
+) -> SampleOutput:
+    """Draw samples from ``field``: prior noise at ``t_max``, then ``sampler`` along a grid.
+
+    Args:
+        field: any :class:`~probpath.paths.field.Field`.
+        shape: ``(n, *event_shape)``.
+        sampler: a key of :data:`SAMPLERS`.
+        steps: number of steps (NFE is ``steps`` for 1-NFE samplers, see each sampler).
+        grid: a spacing name (``"uniform"``, ``"log_snr"``, ``"edm"``, ``"quadratic"``;
+            default per sampler, :data:`DEFAULT_SPACING`) or explicit decreasing times.
+        generator: for the prior draw and the samplers' noise.
+        device, dtype: of the samples (default: the default dtype, CPU).
+        x_init: start from this ``x`` at ``ts[0]`` instead of a prior draw.
+        cond: conditioning passed to the field.
+        t_min, final_zero: see :func:`~probpath.sampling.timesteps.make_grid`.
+        **options: sampler options (``eta``, ``churn``, ``snr``, ``rtol``, ...).
+
+    Returns:
+        :class:`SampleOutput` with ``x``, the counted ``nfe`` and the grid ``ts``.
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(
+            f"sampler must be one of {', '.join(map(repr, SAMPLERS))}; got {sampler!r}"
+        )
+    if not isinstance(field, Field):
+        raise ValueError(f"field must be a probpath Field, got {type(field).__name__}")
+    shape = tuple(int(s) for s in shape)
+    if not shape or shape[0] < 1:
+        raise ValueError(f"shape must be (n, *event_shape) with n >= 1, got {shape}")
+    path = field.path
+    if grid is None or isinstance(grid, str):
+        spacing = grid or DEFAULT_SPACING[sampler]
+        ts = make_grid(path, steps, spacing, t_min=t_min, final_zero=final_zero)
+    else:
+        ts = check_grid(grid, "grid")
+    if x_init is None:
+        x_init = path.prior_sample(shape, generator=generator, device=device, dtype=dtype)
+    counted = count_nfe(field)
+    x = SAMPLERS[sampler](
+        counted, x_init, ts, generator=generator, callback=callback, cond=cond, **options
+    )
+    return SampleOutput(x=x, nfe=counted.nfe, ts=ts)

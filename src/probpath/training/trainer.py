@@ -1,0 +1,781 @@
+"""``Trainer(TrainConfig).fit(model, dataset)``: the one training loop (DESIGN.md, abstraction 6).
+
+AdamW per optimizer group with linear warm-up + cosine decay, gradient clipping, an EMA of
+the weights, mixed precision on CUDA (bf16, or fp16 with a gradient scaler), a step and/or
+time budget, ``metrics.jsonl`` logging, sample plots, atomic checkpoints with exact resume,
+and data-parallel training under ``torchrun``. Classical estimators are accepted too
+(``model.fit(x)`` is called and timed) so callers need not branch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from probpath.core.model import Estimator, Model
+from probpath.core.serialization import CheckpointError, atomic_write_bytes, atomic_write_json
+from probpath.core.validation import check_tensor
+from probpath.data.dataset import Dataset
+from probpath.training import checkpoint as ckpt
+from probpath.training.distributed import (
+    all_gather_tensors,
+    all_reduce_mean_,
+    any_rank,
+    barrier,
+    broadcast_module_,
+    global_mean,
+    is_main_process,
+    setup_distributed,
+)
+from probpath.training.ema import EMA
+from probpath.training.sampler import EpochSampler, derive_seed
+from probpath.training.schedule import LR_SCHEDULES, lr_factor
+
+__all__ = ["TrainConfig", "TrainResult", "Trainer", "TrainingError"]
+
+_AMP = ("auto", "bf16", "fp16", "off")
+_PROGRESS = ("auto", "on", "off")
+METRICS_FILE = "metrics.jsonl"
+
+
+class TrainingError(RuntimeError):
+    """Training stopped on a non-finite loss or gradient.
+
+    Attributes:
+        step: the global optimizer step (from 0) whose batch failed.
+        batch: the batch's index within its epoch.
+        checkpoint: the last good checkpoint's run directory, or ``None`` if none was saved.
+    """
+
+    def __init__(self, message: str, *, step: int, batch: int, checkpoint: Path | None):
+        super().__init__(message)
+        self.step = step
+        self.batch = batch
+        self.checkpoint = checkpoint
+
+
+@dataclass
+class TrainConfig:
+    """Everything the training loop needs besides the model and the data.
+
+    Attributes:
+        steps: maximum optimizer steps (``None``: only the time budget bounds training).
+        time_budget: seconds of training; stops at whichever of steps / time comes first
+            (counted over the whole run when resuming).
+        batch_size: rows per step per process (per rank under DDP).
+        lr / weight_decay / betas: AdamW hyper-parameters (a group's ``lr_scale`` and
+            ``betas`` from ``Model.optimizer_groups`` apply on top).
+        warmup_steps: linear warm-up length; ``lr_schedule``: ``"cosine"`` (decay to 0 at
+            ``steps``; constant when ``steps`` is None) or ``"constant"``.
+        grad_clip: maximum gradient norm per optimizer group (``None``: no clipping).
+        ema_decay: decay of the weight EMA (``None``: no EMA model).
+        amp: ``"auto"`` (bf16 on CUDA when supported, off on CPU), ``"bf16"``, ``"fp16"``
+            (with a gradient scaler) or ``"off"``; mixed precision is CUDA-only.
+        device: ``"auto"`` (``cuda`` if available, else ``cpu``), ``"cpu"``, ``"cuda[:N]"``.
+        seed: seeds torch / NumPy / Python RNGs (per rank), the data order and the noise.
+        log_every / ckpt_every / sample_every: intervals in steps (``None``: never; a final
+            checkpoint is always written when ``out_dir`` is set).
+        n_plot_samples: samples per plot in ``samples/step_XXXXXX.png``.
+        out_dir: run directory (``None``: nothing is written).
+        progress: ``"auto"`` (a tqdm bar when stderr is a terminal), ``"on"`` or ``"off"``.
+        dequantize: add uniform noise of one quantisation bin to discrete data
+            (``Dataset.discrete``) at every step.
+    """
+
+    steps: int | None = 2000
+    time_budget: float | None = None
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: tuple = (0.9, 0.999)
+    warmup_steps: int = 100
+    lr_schedule: str = "cosine"
+    grad_clip: float | None = 1.0
+    ema_decay: float | None = 0.999
+    amp: str = "auto"
+    device: str = "auto"
+    seed: int = 0
+    log_every: int = 50
+    ckpt_every: int | None = None
+    sample_every: int | None = None
+    n_plot_samples: int = 512
+    out_dir: str | None = None
+    progress: str = "auto"
+    dequantize: bool = True
+
+    def __post_init__(self):
+        def positive_int(name, value, allow_none=False):
+            if value is None and allow_none:
+                return
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+        positive_int("steps", self.steps, allow_none=True)
+        positive_int("batch_size", self.batch_size)
+        positive_int("log_every", self.log_every)
+        positive_int("ckpt_every", self.ckpt_every, allow_none=True)
+        positive_int("sample_every", self.sample_every, allow_none=True)
+        positive_int("n_plot_samples", self.n_plot_samples)
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise ValueError(f"time_budget must be positive seconds, got {self.time_budget!r}")
+        if self.steps is None and self.time_budget is None:
+            raise ValueError("set steps, time_budget, or both; otherwise training never stops")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        self.betas = tuple(float(b) for b in self.betas)
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        if isinstance(self.warmup_steps, bool) or self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip!r}")
+        if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1) or None, got {self.ema_decay!r}")
+        if self.amp not in _AMP:
+            raise ValueError(f"amp must be one of {_AMP}, got {self.amp!r}")
+        if self.progress not in _PROGRESS:
+            raise ValueError(f"progress must be one of {_PROGRESS}, got {self.progress!r}")
+
+
+@dataclass
+class TrainResult:
+    """What ``Trainer.fit`` returns.
+
+    Attributes:
+        model: the trained model, switched to ``eval`` mode.
+        ema_model: the EMA copy (``None`` without EMA or for estimators).
+        history: the logged records (also in ``metrics.jsonl``), earlier ones included
+            when resuming.
+        steps: optimizer steps taken in total (0 for estimators).
+        seconds: training wall time in total.
+        run_dir: the run directory, or ``None`` when nothing was written.
+    """
+
+    model: Any
+    ema_model: Any
+    history: list[dict] = field(default_factory=list)
+    steps: int = 0
+    seconds: float = 0.0
+    run_dir: Path | None = None
+
+
+def _normalize(value: Any) -> Any:
+    """JSON view of a config value (tuples -> lists, enums -> values)."""
+    if isinstance(value, Enum):
+        return _normalize(value.value)
+    if isinstance(value, tuple | list):
+        return [_normalize(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _normalize(v) for k, v in value.items()}
+    return value
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 (the legacy global stream models may use)
+    random.seed(seed)
+
+
+def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    if amp == "off":
+        return None
+    if device.type != "cuda":
+        if amp == "auto":
+            return None
+        raise ValueError(
+            f"amp={amp!r} needs a CUDA device (mixed precision runs on GPUs only); use "
+            "amp='off' or amp='auto' on the CPU"
+        )
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+def _bin_width(data: Dataset, sample: torch.Tensor) -> float:
+    """Width of one quantisation bin of discrete data, after checking the data is on the grid.
+
+    The grid check is H1's ``probpath.metrics.dequantize`` (run once, on a slice); the noise
+    added at each step follows the same convention: ``x + width * (u - 1/2)``,
+    ``u ~ U[0, 1)``, uniform on the bin centred on each level.
+    """
+    if data.value_range is None or data.n_levels is None or data.n_levels < 2:
+        raise ValueError(
+            "the data set is marked discrete but has no value_range / n_levels, which "
+            "dequantisation needs; set them on the Dataset or pass dequantize=False"
+        )
+    from probpath.metrics import dequantize
+
+    dequantize(sample[:1024], data.n_levels, data.value_range, torch.Generator(sample.device))
+    low, high = data.value_range
+    return (float(high) - float(low)) / (data.n_levels - 1)
+
+
+def _dequantize(x: torch.Tensor, width: float, generator: torch.Generator) -> torch.Tensor:
+    u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return x + width * (u - 0.5)
+
+
+def _read_history(path: Path, up_to: int) -> list[dict]:
+    """Records of ``metrics.jsonl`` with ``step <= up_to`` (a torn last line is dropped)."""
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("step"), int) and rec["step"] <= up_to:
+            out.append(rec)
+    return out
+
+
+class Trainer:
+    """Train any :class:`~probpath.core.Model` (or fit an :class:`~probpath.core.Estimator`).
+
+    Args:
+        config: a :class:`TrainConfig`.
+
+    The model provides ``loss(x, cond) -> (batch,)`` (averaged over the batch here), or
+    ``train_step(x, cond, step, update)`` together with ``optimizer_groups()`` for models
+    with several optimizers; ``update(loss, group)`` scales and back-propagates the scalar
+    ``loss``, averages gradients over ranks, unscales, clips the group's parameters, steps
+    the group's optimizer and zeroes all gradients. Conditional models
+    (``capabilities.conditional``) receive the data set's labels as ``cond``.
+
+    >>> import torch
+    >>> from probpath.core import Capabilities, Model
+    >>> class Mean(Model):
+    ...     capabilities = Capabilities(route="likelihood", section="§1.1")
+    ...     def __init__(self, event_shape=(1,)):
+    ...         super().__init__()
+    ...         self.event_shape = tuple(event_shape)
+    ...         self.mu = torch.nn.Parameter(torch.zeros(event_shape))
+    ...     def loss(self, x, cond=None):
+    ...         return 0.5 * ((x - self.mu) ** 2).sum(1)
+    >>> data = torch.full((64, 1), 3.0)
+    >>> cfg = TrainConfig(steps=300, batch_size=64, lr=0.1, warmup_steps=0, ema_decay=None,
+    ...                   progress="off")
+    >>> result = Trainer(cfg).fit(Mean(), data)
+    >>> round(result.model.mu.item(), 2)
+    3.0
+    """
+
+    def __init__(self, config: TrainConfig | None = None):
+        self.config = config if config is not None else TrainConfig()
+        if not isinstance(self.config, TrainConfig):
+            raise TypeError(f"config must be a TrainConfig, got {type(self.config).__name__}")
+
+    # --- entry point ---------------------------------------------------------------------
+
+    def fit(self, model, dataset, *, resume: str | Path | None = None) -> TrainResult:
+        """Train ``model`` on ``dataset`` (a :class:`Dataset` or a tensor ``(N, ...)``).
+
+        Args:
+            model: a ``Model`` (trained here) or an ``Estimator`` (``model.fit(x)``).
+            dataset: the training data.
+            resume: a run directory to continue from exactly (its last committed
+                checkpoint). Without ``config.out_dir`` the run continues in that folder.
+
+        Raises:
+            TrainingError: on a non-finite loss or gradient.
+            CheckpointError: when ``resume`` is not a valid checkpoint of this model.
+        """
+        data = self._as_dataset(dataset)
+        if isinstance(model, Estimator):
+            return self._fit_estimator(model, data)
+        if not isinstance(model, Model):
+            raise TypeError(
+                f"model must be a probpath Model or Estimator, got {type(model).__name__}"
+            )
+        return _Run(self.config, model, data, resume).train()
+
+    @staticmethod
+    def _as_dataset(dataset) -> Dataset:
+        if isinstance(dataset, Dataset):
+            check_tensor(dataset.x, "dataset.x", min_ndim=2)
+            return dataset
+        x = check_tensor(dataset, "dataset", min_ndim=2)
+        if not x.is_floating_point():
+            x = x.float()
+        return Dataset(x=x)
+
+    def _fit_estimator(self, model: Estimator, data: Dataset) -> TrainResult:
+        cfg = self.config
+        x = data.x
+        if cfg.dequantize and data.discrete:
+            g = torch.Generator(device=x.device).manual_seed(derive_seed(cfg.seed, 0xDE0))
+            x = _dequantize(x, _bin_width(data, x), g)
+        _seed_everything(derive_seed(cfg.seed, 0))
+        start = time.perf_counter()
+        model.fit(x)
+        seconds = time.perf_counter() - start
+        run_dir = None
+        if cfg.out_dir is not None:
+            run_dir = Path(cfg.out_dir)
+            if is_main_process():  # every torchrun rank fits the same estimator; one writes
+                model.save(run_dir)
+                _add_train_config(run_dir, cfg)
+        return TrainResult(model, None, [], 0, seconds, run_dir)
+
+
+def _add_train_config(run_dir: Path, cfg: TrainConfig) -> None:
+    """Add the TrainConfig under ``"train"`` to the ``config.json`` that ``model.save`` wrote."""
+    meta = json.loads((run_dir / "config.json").read_text())
+    meta["train"] = _normalize(asdict(cfg))
+    atomic_write_json(run_dir / "config.json", meta)
+
+
+class _Run:
+    """One call of ``Trainer.fit`` on a neural model: the state of the loop."""
+
+    def __init__(self, cfg: TrainConfig, model: Model, data: Dataset, resume):
+        self.cfg = cfg
+        self.model = model
+        self.info, self.device = setup_distributed(cfg.device)
+        self.amp_dtype = _amp_dtype(cfg.amp, self.device)
+        self.run_dir = Path(cfg.out_dir) if cfg.out_dir else (Path(resume) if resume else None)
+        self.write = self.run_dir is not None and self.info.is_main
+        self.last_ckpt: Path | None = None
+        self.saved_step = -1
+
+        caps = getattr(model, "capabilities", None)
+        self.conditional = bool(getattr(caps, "conditional", False))
+        model.to(self.device)
+        model.train()
+        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+        self.x = data.x.to(self.device, dtype)
+        self.y = None
+        if self.conditional:
+            if data.y is None:
+                raise ValueError(
+                    f"{type(model).__name__} is conditional: the data set needs labels (Dataset.y)"
+                )
+            self.y = data.y.to(self.device)
+        self.data = data
+        self.event_shape = tuple(data.x.shape[1:])
+        self.bin_width = None
+        if cfg.dequantize and data.discrete:
+            self.bin_width = _bin_width(data, self.x)
+
+        if resume is None:
+            _seed_everything(derive_seed(cfg.seed, self.info.rank))
+        self.groups = model.optimizer_groups()
+        if not self.groups or any(not g.params for g in self.groups.values()):
+            raise ValueError(f"{type(model).__name__} has an optimizer group without parameters")
+        self.has_train_step = callable(getattr(model, "train_step", None))
+        if len(self.groups) > 1 and not self.has_train_step:
+            raise ValueError(
+                f"{type(model).__name__} has {len(self.groups)} optimizer groups but no "
+                "train_step(x, cond, step, update); define it to say how each group is updated"
+            )
+        self.base_lr = {n: cfg.lr * g.lr_scale for n, g in self.groups.items()}
+        self.optimizers = {
+            n: torch.optim.AdamW(
+                g.params,
+                lr=self.base_lr[n],
+                betas=tuple(g.betas) if g.betas is not None else cfg.betas,
+                weight_decay=cfg.weight_decay,
+            )
+            for n, g in self.groups.items()
+        }
+        fp16 = self.amp_dtype is torch.float16
+        self.scalers = {n: torch.amp.GradScaler("cuda", enabled=fp16) for n in self.groups}
+        broadcast_module_(model, self.info)
+        self.ema = EMA(model, cfg.ema_decay) if cfg.ema_decay is not None else None
+        self.sampler = EpochSampler(
+            len(self.x), cfg.batch_size, cfg.seed, rank=self.info.rank,
+            world_size=self.info.world_size,
+        )  # fmt: skip
+        if self.sampler.batch_size < cfg.batch_size and self.info.is_main:
+            warnings.warn(
+                f"batch_size={cfg.batch_size} exceeds the {self.sampler.shard_size} rows per "
+                f"process; using batches of {self.sampler.batch_size}",
+                stacklevel=3,
+            )
+        self.data_gen = torch.Generator(device=self.device)
+        self.data_gen.manual_seed(derive_seed(cfg.seed, self.info.rank, 0xDE0))
+        self.step = 0
+        self.seconds_before = 0.0
+        self.history: list[dict] = []
+        self.acc: dict[str, Any] = {"count": 0, "sums": {}}
+        if resume is not None:
+            self._restore(Path(resume))
+        elif self.write:
+            ckpt.clear_checkpoint(self.run_dir)
+        if self.write:
+            self._prepare_run_dir(fresh=resume is None)
+
+    # --- run directory ---------------------------------------------------------------------
+
+    def _prepare_run_dir(self, fresh: bool) -> None:
+        run_dir = self.run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if fresh:
+            self.model.save(run_dir)  # config.json exactly as model.save writes it
+        else:
+            self.model._write_config(run_dir)
+        _add_train_config(run_dir, self.cfg)
+        lines = "".join(json.dumps(r, allow_nan=False) + "\n" for r in self.history)
+        atomic_write_bytes(run_dir / METRICS_FILE, lines.encode())
+
+    def _model_record(self) -> dict:
+        return {"class": type(self.model).__name__, "config": _normalize(self.model.config)}
+
+    def _schedule_record(self) -> dict:
+        """The learning-rate schedules (a pure function of the step; stored to be checked)."""
+        return {
+            "kind": self.cfg.lr_schedule,
+            "warmup_steps": self.cfg.warmup_steps,
+            "total_steps": self.cfg.steps,
+            "base_lr": dict(self.base_lr),
+            "last_lr": {n: o.param_groups[0]["lr"] for n, o in self.optimizers.items()},
+        }
+
+    def _save(self) -> None:
+        """Write a checkpoint (collective under DDP: every rank's RNG state is gathered)."""
+        rng = ckpt.rng_state_tensors(self.data_gen, self.device)
+        gathered = all_gather_tensors(rng, self.info, self.device)
+        if self.write:
+            state: dict[str, torch.Tensor] = {}
+            optim_meta = {}
+            for name, opt in self.optimizers.items():
+                tensors, meta = ckpt.flatten_optimizer_state(opt.state_dict(), f"optim.{name}")
+                state.update(tensors)
+                optim_meta[name] = meta
+            for r, tensors in enumerate(gathered):
+                state.update({f"rng.rank{r}.{k}": v for k, v in tensors.items()})
+            meta = {
+                "step": self.step,
+                "seconds": self._seconds(),
+                "sampler": self.sampler.state_dict(),
+                "world_size": self.info.world_size,
+                "optimizers": optim_meta,
+                "schedule": self._schedule_record(),
+                "scalers": {n: _normalize(s.state_dict()) for n, s in self.scalers.items()},
+                "accumulator": self.acc,
+                "model": self._model_record(),
+                "train": _normalize(asdict(self.cfg)),
+            }
+            ema = self.ema.state_dict() if self.ema is not None else None
+            ckpt.save_checkpoint(
+                self.run_dir, model=self.model.state_dict(), ema=ema, state=state, meta=meta
+            )
+            self.last_ckpt = self.run_dir
+        barrier(self.info)
+        self.saved_step = self.step
+
+    def _restore(self, resume: Path) -> None:
+        ck = ckpt.load_checkpoint(resume, device=self.device)
+        meta = ck.meta
+        record = meta.get("model", {})
+        if record != self._model_record():
+            raise CheckpointError(
+                f"{resume} was trained with {record.get('class')}({record.get('config')}), not "
+                f"{type(self.model).__name__}({_normalize(self.model.config)}); build the model "
+                "with the saved configuration (see its config.json)"
+            )
+        self.model.load_weights(ck.model, str(resume / ckpt.MODEL_FILE))
+        if self.ema is not None:
+            if ck.ema is None:
+                raise CheckpointError(f"{resume} has no EMA weights; resume with ema_decay=None")
+            self.ema.model.load_weights(ck.ema, str(resume / ckpt.EMA_FILE))
+        try:
+            for name, opt in self.optimizers.items():
+                sd = ckpt.unflatten_optimizer_state(
+                    ck.state, meta["optimizers"][name], f"optim.{name}"
+                )
+                opt.load_state_dict(sd)
+            for name, scaler in self.scalers.items():
+                saved = meta["scalers"].get(name) or {}
+                if scaler.is_enabled() and saved:
+                    scaler.load_state_dict(saved)
+            self.step = int(meta["step"])
+            self.seconds_before = float(meta["seconds"])
+            self.sampler.epoch = int(meta["sampler"]["epoch"])
+            self.sampler.position = int(meta["sampler"]["position"])
+            self.acc = {"count": int(meta["accumulator"]["count"]),
+                        "sums": dict(meta["accumulator"]["sums"])}  # fmt: skip
+            saved_world = int(meta["world_size"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{resume / ckpt.STATE_JSON} is malformed ({exc})") from None
+        if saved_world == self.info.world_size:
+            prefix = f"rng.rank{self.info.rank}."
+            rng = {k[len(prefix) :]: v for k, v in ck.state.items() if k.startswith(prefix)}
+            ckpt.restore_rng_state(rng, self.data_gen, self.device)
+        else:
+            warnings.warn(
+                f"the checkpoint was written by {saved_world} processes and is resumed by "
+                f"{self.info.world_size}: random streams are re-seeded, so the run is not "
+                "bit-identical to an uninterrupted one",
+                stacklevel=4,
+            )
+            _seed_everything(derive_seed(self.cfg.seed, self.info.rank, self.step))
+        saved = dict(meta.get("schedule") or {})
+        saved.pop("last_lr", None)
+        now = self._schedule_record()
+        now.pop("last_lr")
+        if saved and saved != now:
+            warnings.warn(
+                f"the learning-rate schedule differs from the checkpoint's ({saved} -> {now}); "
+                "the resumed run follows the new configuration",
+                stacklevel=4,
+            )
+        self.history = _read_history(resume / METRICS_FILE, self.step)
+        self.last_ckpt = resume
+        self.saved_step = self.step
+
+    # --- the loop --------------------------------------------------------------------------
+
+    def _seconds(self) -> float:
+        return self.seconds_before + (time.perf_counter() - self.t0)
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+
+    def _fail(self, what: str, value: float, group: str | None = None) -> TrainingError:
+        several = group is not None and len(self.groups) > 1
+        where = f" (optimizer group {group!r})" if several else ""
+        last = str(self.last_ckpt) if self.last_ckpt is not None else "none saved"
+        return TrainingError(
+            f"non-finite {what} ({value}) at step {self.step}, epoch {self.epoch}, batch "
+            f"{self.batch_index} of the epoch{where}; last good checkpoint: {last}. Lower lr, "
+            "keep grad_clip on, or check the data and the model for overflow",
+            step=self.step,
+            batch=self.batch_index,
+            checkpoint=self.last_ckpt,
+        )
+
+    def _update(self, loss: torch.Tensor, group: str) -> None:
+        """Back-propagate a scalar loss and step the optimizer of ``group``."""
+        if group not in self.optimizers:
+            raise ValueError(
+                f"unknown optimizer group {group!r}; the groups are {sorted(self.optimizers)}"
+            )
+        if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+            raise ValueError("update() takes a scalar loss tensor; average it with .mean() first")
+        value = global_mean(loss, self.info)
+        if not math.isfinite(value):
+            raise self._fail("loss", value, group)
+        self.step_loss += value
+        scaler, opt = self.scalers[group], self.optimizers[group]
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            scaler.scale(loss).backward()
+        params = self.groups[group].params
+        all_reduce_mean_([p.grad for p in params if p.grad is not None], self.info)
+        scaler.unscale_(opt)
+        if self.cfg.grad_clip is not None:
+            norm = float(torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip))
+            if not math.isfinite(norm) and not scaler.is_enabled():
+                raise self._fail("gradient norm", norm, group)
+            self.step_metrics[f"grad_norm_{group}" if len(self.groups) > 1 else "grad_norm"] = norm
+        scaler.step(opt)
+        scaler.update()
+        self.model.zero_grad(set_to_none=True)
+
+    def _one_step(self) -> None:
+        index, self.epoch, self.batch_index = self.sampler.next_batch()
+        index = index.to(self.device)
+        xb = self.x[index]
+        cond = self.y[index] if self.y is not None else None
+        if self.bin_width is not None:
+            xb = _dequantize(xb, self.bin_width, self.data_gen)
+        for name, opt in self.optimizers.items():
+            lr = self.base_lr[name] * lr_factor(
+                self.step,
+                warmup_steps=self.cfg.warmup_steps,
+                total_steps=self.cfg.steps,
+                kind=self.cfg.lr_schedule,
+            )
+            for pg in opt.param_groups:
+                pg["lr"] = lr
+        self.step_loss = 0.0
+        self.step_metrics: dict[str, float] = {}
+        self.model.zero_grad(set_to_none=True)
+        if self.has_train_step:
+            with self._autocast():
+                out = self.model.train_step(xb, cond, self.step, self._update) or {}
+            self.step_metrics.update({k: float(v) for k, v in out.items()})
+        else:
+            with self._autocast():
+                loss = self.model.loss(xb, cond)
+            if loss.shape != (len(xb),):
+                raise ValueError(
+                    f"{type(self.model).__name__}.loss must return per-sample losses of shape "
+                    f"({len(xb)},), got {tuple(loss.shape)}"
+                )
+            if loss.dtype in (torch.float16, torch.bfloat16):
+                loss = loss.float()
+            self._update(loss.mean(), next(iter(self.groups)))
+        if self.ema is not None:
+            self.ema.update(self.model)
+        if self.info.enabled and any(True for _ in self.model.buffers()):
+            broadcast_module_(self.model, self.info, buffers_only=True)
+        self.step += 1
+        sums = self.acc["sums"]
+        for k, v in {"loss": self.step_loss, **self.step_metrics}.items():
+            sums[k] = sums.get(k, 0.0) + v
+        self.acc["count"] += 1
+
+    def _log(self) -> dict | None:
+        if self.acc["count"] == 0:
+            return None
+        count, sums = self.acc["count"], self.acc["sums"]
+        rec: dict[str, Any] = {"step": self.step, "epoch": self.epoch}
+        rec.update({k: v / count for k, v in sums.items()})
+        names = list(self.optimizers)
+        rec["lr"] = self.optimizers[names[0]].param_groups[0]["lr"]
+        if len(names) > 1:
+            rec.update({f"lr_{n}": self.optimizers[n].param_groups[0]["lr"] for n in names})
+        rec["seconds"] = round(self._seconds(), 4)
+        self.history.append(rec)
+        self.acc = {"count": 0, "sums": {}}
+        if self.write:
+            with open(self.run_dir / METRICS_FILE, "a") as f:
+                f.write(json.dumps(rec, allow_nan=False) + "\n")
+        return rec
+
+    def _plot(self) -> None:
+        if not self.write:
+            return
+        model = self.ema.model if self.ema is not None else self.model
+        was_training = model.training
+        model.eval()
+        n = self.cfg.n_plot_samples
+        gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed)
+        cond = None
+        if self.conditional:
+            k = max(1, int(self.data.num_classes or int(self.y.max()) + 1))
+            cond = torch.arange(n, device=self.device) % k
+        devices = [self.device] if self.device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices=devices), torch.no_grad():
+                samples = model.sample(n, cond=cond, generator=gen)
+            path = self.run_dir / "samples" / f"step_{self.step:06d}.png"
+            _save_sample_plot(samples.detach().float().cpu(), self.event_shape, path, self.step)
+        except Exception as exc:  # a plot must never kill a training run
+            warnings.warn(f"sample plot at step {self.step} failed: {exc!r}", stacklevel=2)
+        finally:
+            model.train(was_training)
+
+    def _stop(self) -> bool:
+        cfg = self.cfg
+        if cfg.steps is not None and self.step >= cfg.steps:
+            return True
+        if cfg.time_budget is None:
+            return False
+        out_of_time = self.info.is_main and self._seconds() >= cfg.time_budget
+        return any_rank(out_of_time, self.info, self.device)
+
+    def train(self) -> TrainResult:
+        cfg = self.cfg
+        self.t0 = time.perf_counter()
+        self.epoch, self.batch_index = self.sampler.epoch, self.sampler.position
+        show = cfg.progress == "on" or (cfg.progress == "auto" and sys.stderr.isatty())
+        bar = _progress(cfg.steps, self.step, show and self.info.is_main)
+        try:
+            while not self._stop():
+                self._one_step()
+                bar.update(1)
+                if self.step % cfg.log_every == 0:
+                    rec = self._log()
+                    bar.set_postfix(loss=f"{rec['loss']:.4g}")
+                if cfg.ckpt_every is not None and self.step % cfg.ckpt_every == 0:
+                    self._save_if_writing()
+                if cfg.sample_every is not None and self.step % cfg.sample_every == 0:
+                    self._plot()
+            self._log()
+            if self.saved_step != self.step:
+                self._save_if_writing()
+        finally:
+            bar.close()
+        self.model.eval()
+        ema_model = self.ema.model if self.ema is not None else None
+        return TrainResult(
+            self.model, ema_model, list(self.history), self.step, self._seconds(), self.run_dir
+        )
+
+    def _save_if_writing(self) -> None:
+        if self.run_dir is not None:
+            self._save()
+
+
+def _progress(total: int | None, initial: int, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc="train", file=sys.stderr, dynamic_ncols=True)
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def set_postfix(self, **kw) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _save_sample_plot(samples: torch.Tensor, event_shape, path: Path, step: int) -> None:
+    """Write a PNG of ``samples`` (probpath.plotting when present, a plain figure otherwise)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    title = f"samples at step {step}"
+    try:
+        from probpath.plotting import plot_samples
+    except ImportError:
+        plot_samples = None
+    if plot_samples is not None:
+        plot_samples(ax, samples, tuple(event_shape), title)
+    else:
+        _plain_plot(ax, samples, tuple(event_shape), title)
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _plain_plot(ax, samples: torch.Tensor, event_shape: tuple, title: str) -> None:
+    if len(event_shape) == 3:
+        c, h, w = event_shape
+        k = min(len(samples), 64)
+        cols = math.ceil(math.sqrt(k))
+        rows = math.ceil(k / cols)
+        grid = torch.zeros(c, rows * h, cols * w)
+        for i in range(k):
+            r, q = divmod(i, cols)
+            grid[:, r * h : (r + 1) * h, q * w : (q + 1) * w] = samples[i]
+        img = grid.permute(1, 2, 0).numpy()
+        ax.imshow(img[..., 0] if c == 1 else img.clip(0, 1), cmap="gray")
+        ax.axis("off")
+    else:
+        flat = samples.reshape(len(samples), -1).numpy()
+        ys = flat[:, 1] if flat.shape[1] > 1 else np.zeros(len(flat))
+        ax.scatter(flat[:, 0], ys, s=3, alpha=0.6)
+    ax.set_title(title)

@@ -1,0 +1,203 @@
+"""``probpath.compare``: the data space, held-out NLL against closed forms, and the job's files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import multivariate_normal
+
+from probpath import compare
+from probpath.catalog import CATALOG, build_model
+from probpath.compare import DataSpace, nll_of, run_compare, sampling_nfe, select_entries
+from probpath.data import load_dataset
+from probpath.data.dataset import Dataset
+from probpath.metrics import dequantize
+
+REG = 1e-6  # the catalog's reg_covar for "gaussian"
+
+
+def _gaussian_mle_logpdf(train: np.ndarray, test: np.ndarray, reg: float) -> np.ndarray:
+    """Closed-form Gaussian MLE (biased covariance + reg * I) and its log-density on ``test``."""
+    mu = train.mean(0)
+    c = train - mu
+    cov = c.T @ c / len(train) + reg * np.eye(train.shape[1])
+    return multivariate_normal(mu, cov).logpdf(test)
+
+
+def _discrete_images(n: int = 400, seed: int = 0) -> Dataset:
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randint(0, 17, (1, 1, 2, 2), generator=g).float()
+    noise = torch.randint(-3, 4, (n, 1, 2, 2), generator=g).float()
+    x = (base + noise).clamp(0, 16)
+    return Dataset(x=x, name="tiny-digits", value_range=(0.0, 16.0), discrete=True, n_levels=17)
+
+
+def test_dataspace_round_trip_and_log_jacobian():
+    data = _discrete_images(8)
+    space = DataSpace.for_entry(data, "vector")
+    assert space.flatten and space.model_event_shape == (4,)
+    y = space.to_model(data.x.double())
+    assert y.shape == (8, 4)
+    assert y.min() >= -1 and y.max() <= 1  # [0, 16] -> [-1, 1]
+    torch.testing.assert_close(space.to_data(y), data.x.double())
+    # log|det dy/dx| of the map on one flattened sample, by autograd
+    jac = torch.autograd.functional.jacobian(
+        lambda v: space.to_model(v.reshape(1, 1, 2, 2)).reshape(-1), data.x[0].double().reshape(-1)
+    )
+    assert math.isclose(torch.linalg.slogdet(jac)[1].item(), space.log_abs_det, rel_tol=1e-12)
+    assert space.bin_width == 1.0
+    assert DataSpace.from_dict(json.loads(json.dumps(space.to_dict()))) == space
+    # unbounded data are left alone
+    toy = Dataset(x=torch.randn(5, 2))
+    s2 = DataSpace.for_entry(toy, "vector")
+    assert (s2.scale, s2.shift, s2.flatten, s2.log_abs_det) == (1.0, 0.0, False, 0.0)
+
+
+def test_nll_bits_per_dim_matches_closed_form_on_scaled_discrete_data():
+    """NLL of a Gaussian fitted in [-1, 1] and reported per dim of the 0..16 data, in bits."""
+    data = _discrete_images(600)
+    train, test = data.split(0.25, seed=0)
+    space = DataSpace.for_entry(data, "vector")
+    g = torch.Generator().manual_seed(1)
+    x_train = dequantize(train.x.double(), 17, (0.0, 16.0), generator=g)
+    x_test = dequantize(test.x.double(), 17, (0.0, 16.0), generator=g)
+    model = build_model("gaussian", (4,))
+    model.fit(space.to_model(x_train))
+    result = nll_of(model, x_test, space)
+    # Closed form in the original units: reg_covar I in [-1, 1] is reg / scale^2 there.
+    lp = _gaussian_mle_logpdf(
+        x_train.reshape(len(x_train), -1).numpy(),
+        x_test.reshape(len(x_test), -1).numpy(),
+        REG / space.scale**2,
+    )
+    bin_width = 1.0  # one level of 0..16
+    expected = (-lp.mean() / 4 - math.log(bin_width)) / math.log(2)
+    assert result.unit == "bits/dim" and result.kind == "exact"
+    assert math.isclose(result.value, expected, rel_tol=1e-9)
+
+
+def _table_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_run_compare_writes_consistent_tables(tmp_path):
+    data = load_dataset("moons", n=400, seed=0)
+    names = ["gaussian"] + (["realnvp"] if "realnvp" in CATALOG else [])
+    out = tmp_path / "cmp"
+    result = run_compare(
+        names, data, steps=5, out_dir=out, seed=0, n_eval=60, verbose=False, device="cpu"
+    )
+    for f in ("table.md", "table.csv", "table.json", "samples.png"):
+        assert (out / f).is_file(), f
+    assert [r.model for r in result.rows] == names
+    assert all(r.status == "ok" for r in result.rows), [r.status for r in result.rows]
+
+    as_json = json.loads((out / "table.json").read_text())
+    assert [r["model"] for r in as_json["rows"]] == names
+    rows_csv = _table_rows(out / "table.csv")
+    md = (out / "table.md").read_text()
+    assert md == result.markdown and "Gaussian kernel" in md
+    for r, rj, rc in zip(result.rows, as_json["rows"], rows_csv):
+        assert r.model in md
+        assert rj["nll"] == pytest.approx(r.nll) and float(rc["nll"]) == pytest.approx(r.nll)
+        assert rj["swd"] == pytest.approx(r.swd) and float(rc["mmd"]) == pytest.approx(r.mmd)
+        assert r.nll_unit == "nats/dim" and r.nll_kind == "exact"
+        assert r.swd >= 0 and r.energy is not None and r.sample_seconds_per_1k > 0
+
+    # The gaussian row's NLL is the closed-form MLE on the same split, scored on the same points.
+    train, test = data.split(0.2, seed=0)
+    lp = _gaussian_mle_logpdf(train.x.double().numpy(), test.x[:60].double().numpy(), REG)
+    assert result.rows[0].nll == pytest.approx(-lp.mean() / 2, rel=1e-9)
+    assert result.n_test == 60 and result.settings["steps"] == 5
+    if len(names) > 1:
+        assert result.rows[1].train_steps == 5
+
+
+def test_invalid_models_raise_before_anything_is_written(tmp_path):
+    data = load_dataset("moons", n=50)
+    out = tmp_path / "never"
+    with pytest.raises(ValueError, match="unknown model"):
+        run_compare(["no-such-model"], data, out_dir=out, verbose=False)
+    with pytest.raises(ValueError, match="twice"):
+        run_compare(["gaussian", "gaussian"], data, out_dir=out, verbose=False)
+    with pytest.raises(ValueError, match="steps"):
+        run_compare(["gaussian"], data, steps=0, out_dir=out, verbose=False)
+    assert not out.exists()
+
+
+def test_select_entries_skips_models_that_cannot_take_the_data():
+    data = load_dataset("moons", n=50)
+    chosen = select_entries(None, data)
+    assert chosen and all(e.in_compare and e.accepts(data.event_shape) for e in chosen)
+    image_entries = [e for e in CATALOG if e.data == "image"]
+    if image_entries:
+        assert image_entries[0] not in chosen
+        with pytest.raises(ValueError, match="image data"):
+            select_entries([image_entries[0].name], data)
+    conditional = [e for e in CATALOG if e.cls.capabilities.conditional and e.accepts((2,))]
+    if conditional:
+        with pytest.raises(ValueError, match="labels"):
+            select_entries([conditional[0].name], data)
+
+
+def test_a_failing_model_gets_a_failed_row_and_the_job_goes_on(tmp_path, monkeypatch):
+    real = compare.train_model
+
+    def flaky(model, train, **kw):
+        if type(model).__name__ != "GaussianMLE":
+            raise RuntimeError("boom")
+        return real(model, train, **kw)
+
+    monkeypatch.setattr(compare, "train_model", flaky)
+    names = ["gaussian"] + [e.name for e in CATALOG if e.name != "gaussian"][:1]
+    data = load_dataset("moons", n=200)
+    result = run_compare(names, data, steps=2, out_dir=None, n_eval=20, verbose=False)
+    assert result.rows[0].status == "ok"
+    if len(names) > 1:
+        assert result.rows[1].status.startswith("failed: RuntimeError: boom")
+        assert "failed" in result.markdown
+
+
+def test_quick_shares_the_training_budget_equally(monkeypatch):
+    neural = [e.name for e in CATALOG if not e.cls.capabilities.estimator and e.accepts((2,))]
+    if len(neural) < 2:
+        pytest.skip("needs two neural vector models in the catalog")
+    budgets = []
+
+    def record(model, train, *, time_budget=None, **kw):
+        budgets.append(time_budget)
+        model.eval()
+        return compare.TrainOutcome(model, 0.0, 0)
+
+    monkeypatch.setattr(compare, "train_model", record)
+    data = load_dataset("moons", n=100)
+    result = run_compare(neural[:2], data, quick=True, out_dir=None, n_eval=10, verbose=False)
+    share = compare.QUICK_TRAIN_BUDGET / 2
+    assert result.settings["quick_budget_per_model"] == pytest.approx(share)
+    assert budgets == [pytest.approx(share), pytest.approx(share)]
+
+
+def test_sampling_nfe_hook():
+    class Caps:
+        one_step = False
+
+    class Reports:
+        capabilities = Caps()
+        sampling_nfe = 20
+
+    class Silent:
+        capabilities = Caps()
+
+    class OneStep:
+        class capabilities:  # noqa: N801 - stands in for a Capabilities instance
+            one_step = True
+
+    assert sampling_nfe(Reports()) == 20
+    assert sampling_nfe(Silent()) is None
+    assert sampling_nfe(OneStep()) == 1
