@@ -306,7 +306,7 @@ def _entries() -> list[CatalogEntry]:
         CatalogEntry(
             "ddpm",
             DiffusionModel,
-            "DDPM, linear betas, eps-prediction, L_simple; DPM-Solver++ 20 steps (§2.4, Eq. 41)",
+            "DDPM, linear betas, eps-prediction, L_simple (Eq. 41); ancestral sampling (§2.4)",
             quick_kwargs=mlp_quick,
             test_kwargs={**mlp_test, "num_steps": 100},
             data="vector",

@@ -305,12 +305,13 @@ def train_model(
     lr: float | None = None,
     out_dir: str | Path | None = None,
     quick: bool = False,
+    resume: str | Path | None = None,
 ) -> TrainOutcome:
     """Fit ``model`` on ``train`` (original space; mapped through ``space`` here).
 
     Estimators are fitted with ``fit`` on one seeded dequantised draw of the data (float64);
     neural models are trained by the shared Trainer (which dequantises every batch of
-    discrete data afresh).
+    discrete data afresh); ``resume`` continues a Trainer run from its last checkpoint.
     """
     device = resolve_device(device)
     caps = model.capabilities
@@ -341,7 +342,7 @@ def train_model(
         options.update(warmup_steps=10, ema_decay=0.99, log_every=10)
     config = TrainConfig(**_known_fields(TrainConfig, options))
     t0 = time.perf_counter()
-    result = Trainer(config).fit(model, space.model_dataset(train))
+    result = Trainer(config).fit(model, space.model_dataset(train), resume=resume)
     seconds = float(getattr(result, "seconds", None) or time.perf_counter() - t0)
     n_steps = int(result.steps)
     final_loss = None
@@ -353,9 +354,10 @@ def train_model(
     trained, used_ema = result.model, False
     ema = getattr(result, "ema_model", None)
     decay = getattr(config, "ema_decay", None)
-    # The EMA copy still carries decay**steps of the random initialisation: use it only once
-    # that weight is below 1 %.
-    if ema is not None and decay is not None and decay**n_steps < 0.01:
+    # Without the EMA warm-up the copy still carries decay**steps of the random
+    # initialisation: use it only once that weight is below 1 %.
+    warm = getattr(config, "ema_warmup", False)
+    if ema is not None and decay is not None and (warm or decay**n_steps < 0.01):
         trained, used_ema = ema, True
     trained.eval()
     return TrainOutcome(trained, seconds, n_steps, final_loss, used_ema, result.run_dir)

@@ -141,6 +141,24 @@ def test_fit_neural_model_steps(tmp_path):
     assert json.loads(ev.stdout)["n"] == 20
 
 
+def test_fit_resume_continues_to_the_new_total(tmp_path):
+    """A 3-step run resumed with --steps 6 continues from its checkpoint: the log goes on
+    from step 3 to 6 in the same directory (bit-exact resume is tested on the Trainer)."""
+    args = ("fit", "realnvp", "--data", "moons", "--n", "200", "--quick", "--batch-size", "32")
+    assert invoke(*args, "--steps", "3", "--out", tmp_path / "a").exit_code == 0
+    res = invoke(*args, "--steps", "6", "--resume", tmp_path / "a")
+    assert res.exit_code == 0, res.output
+    assert "6 steps" in res.stdout
+    log = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [3, 6]
+
+
+def test_resume_without_checkpoint_is_bad_input(tmp_path):
+    (tmp_path / "empty").mkdir()
+    res = invoke("fit", "realnvp", "--data", "moons", "--resume", tmp_path / "empty")
+    assert_bad_input(res, "--resume")
+
+
 @pytest.mark.skipif("ddpm" not in CATALOG, reason="ddpm not in the catalog yet")
 def test_sample_passes_sampler_options_to_path_models(tmp_path):
     out = tmp_path / "ddpm"

@@ -86,9 +86,18 @@ def _reference_adamw(model, x, config, steps):
         torch.nn.utils.clip_grad_norm_(list(model.parameters()), config.grad_clip)
         opt.step()
         with torch.no_grad():
+            d = min(config.ema_decay, (1 + s) / (10 + s))  # EMA warm-up
             for e, p in zip(ema, model.parameters()):
-                e.mul_(config.ema_decay).add_(p, alpha=1 - config.ema_decay)
+                e.mul_(d).add_(p, alpha=1 - d)
     return losses, opt, ema
+
+
+def test_ema_warmup_ramps_the_decay():
+    net = torch.nn.Linear(2, 1)
+    ema = EMA(net, decay=0.999)
+    assert [ema.decay_at(k) for k in (0, 1, 10)] == [0.1, 2 / 11, 11 / 20]
+    assert ema.decay_at(10**6) == 0.999 and ema.decay_at(None) == 0.999
+    assert EMA(net, decay=0.999, warmup=False).decay_at(0) == 0.999
 
 
 def test_matches_hand_written_adamw_loop():

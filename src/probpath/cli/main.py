@@ -221,6 +221,13 @@ def fit(
         typer.Option("--set", help="Model option key=value (JSON value); repeatable."),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            help="Continue an interrupted or finished run from its last checkpoint (give the "
+            "same model, data and options; --steps is the new total)."
+        ),
+    ] = None,
 ) -> None:
     """Train (or fit) one model on a data set and save it as a run directory.
 
@@ -241,6 +248,8 @@ def fit(
       probpath fit ddpm --data checkerboard --time 60 --out runs/ddpm
 
       probpath fit realnvp --data digits --steps 2000 --set hidden=[128,128]
+
+      probpath fit ddpm --data moons --steps 20000 --resume runs/ddpm-moons
 
       torchrun --nproc_per_node=2 -m probpath fit cfm --data moons --steps 5000
     """
@@ -281,6 +290,18 @@ def fit(
             raise _BadInput(f"invalid options for model {entry.name!r}: {exc}") from None
         except ValueError as exc:
             raise _BadInput(f"invalid options for model {entry.name!r}: {exc}") from None
+        if resume is not None:
+            from probpath.training.checkpoint import has_checkpoint
+
+            if caps.estimator or not has_checkpoint(resume):
+                raise _BadInput(
+                    f"--resume {resume} holds no trainer checkpoint (estimators are refitted, "
+                    "not resumed); start a new run with --out instead"
+                )
+            target = Path(resume)
+            if target.name.startswith(".") and target.name.endswith(".partial"):
+                target = target.parent / target.name[1 : -len(".partial")]
+            return entry, kwargs, dev, dataset, train, space, built, target
         target = out or Path("runs") / f"{entry.name}-{dataset.name}"
         if is_main_process():
             check_output_dir(target, overwrite)
@@ -292,7 +313,7 @@ def fit(
         return _fit_run(
             entry, kwargs, dev, dataset, train, space, built, target,
             data=data, n=n, seed=seed, holdout=holdout, steps=steps, time_budget=time_budget,
-            batch_size=batch_size, lr=lr, quick=quick,
+            batch_size=batch_size, lr=lr, quick=quick, resume=resume,
         )  # fmt: skip
 
     _run(work)
@@ -306,7 +327,7 @@ def _load_data(data: str, n: int | None, seed: int):
 
 def _fit_run(
     entry, kwargs, dev, dataset, train, space, built, target: Path, *, data, n, seed, holdout,
-    steps, time_budget, batch_size, lr, quick,
+    steps, time_budget, batch_size, lr, quick, resume=None,
 ) -> None:  # fmt: skip
     import torch
 
@@ -320,14 +341,15 @@ def _fit_run(
     from probpath.compare import train_model
 
     main_rank = is_main_process()
-    staging = staging_path(target)
-    if main_rank and staging.exists():
+    staging = Path(resume) if resume is not None else staging_path(target)
+    if main_rank and resume is None and staging.exists():
         shutil.rmtree(staging)
     torch.manual_seed(seed)
     try:
         outcome = train_model(
             built, train, space=space, steps=steps, time_budget=time_budget, seed=seed,
             device=dev, batch_size=batch_size, lr=lr, out_dir=staging, quick=quick,
+            resume=resume,
         )  # fmt: skip
         if not main_rank:
             return
@@ -353,10 +375,18 @@ def _fit_run(
             },
         )
         write_run_record(staging, record)
-        publish(staging, target)
+        if staging != target:
+            publish(staging, target)
     except BaseException:
-        if main_rank and staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        from probpath.training.checkpoint import has_checkpoint
+
+        if main_rank and staging.exists() and resume is None:
+            if has_checkpoint(staging):  # keep the checkpoints so the run can continue
+                typer.echo(
+                    f"checkpoints kept in {staging}; continue with --resume {staging}", err=True
+                )
+            else:
+                shutil.rmtree(staging, ignore_errors=True)
         raise
     what = "fit" if outcome.steps is None else f"{outcome.steps} steps"
     loss = "" if outcome.final_loss is None else f", final loss {outcome.final_loss:.4g}"

@@ -115,7 +115,7 @@ class _GaussianEstimator(Estimator):
 
     def _fit_parameters(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the mean and the covariance (``reg_covar`` included) in the layout."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement _fit_parameters()")
 
     def _scatter(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Sample mean and the (1/N) sample covariance plus ``reg_covar`` (in the layout)."""

@@ -161,22 +161,22 @@ class MixtureEM(EMEstimator):
         return x
 
     def _component_log_prob(self, f: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement _component_log_prob()")
 
     def _sufficient_statistics(self, f: torch.Tensor, resp: torch.Tensor) -> dict:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement _sufficient_statistics()")
 
     def _update_components(self, stats: dict, nk: torch.Tensor) -> None:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement _update_components()")
 
     def _component_parameters(self) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement _component_parameters()")
 
     def _sample_components(self, labels: torch.Tensor, generator) -> torch.Tensor:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement _sample_components()")
 
     def _n_component_parameters(self) -> int:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement _n_component_parameters()")
 
     def _validate_values(self, x: torch.Tensor, name: str) -> None:
         """Family-specific checks of the data values (e.g. binary, counts)."""

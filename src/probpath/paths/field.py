@@ -61,7 +61,7 @@ class Field:
 
     def evaluate(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
         """The native prediction at ``x`` ``(batch, *event)``, ``t`` ``(batch,)`` (one NFE)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement evaluate()")
 
     def x0_eps(
         self, x: torch.Tensor, t, cond=None, *, values: ScheduleValues | None = None

@@ -77,7 +77,7 @@ class Schedule:
 
     def __call__(self, t: torch.Tensor) -> ScheduleValues:
         """Return ``alpha, sigma, d_alpha, d_sigma`` at ``t`` (any shape)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement __call__()")
 
     def config(self) -> dict[str, Any]:
         """JSON-able config; ``make_schedule(**schedule.config())`` rebuilds the schedule."""
@@ -141,7 +141,7 @@ class _VPFamily(Schedule):
 
     def _log_alpha_bar(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(log alpha_bar(t), d/dt log alpha_bar(t))``."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement _log_alpha_bar()")
 
     def __call__(self, t):
         t = _as_t(t)

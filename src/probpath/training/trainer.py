@@ -81,6 +81,7 @@ class TrainConfig:
             ``steps``; constant when ``steps`` is None) or ``"constant"``.
         grad_clip: maximum gradient norm per optimizer group (``None``: no clipping).
         ema_decay: decay of the weight EMA (``None``: no EMA model).
+        ema_warmup: ramp the EMA decay up as ``min(ema_decay, (1 + k) / (10 + k))``.
         amp: ``"auto"`` (bf16 on CUDA when supported, off on CPU), ``"bf16"``, ``"fp16"``
             (with a gradient scaler) or ``"off"``; mixed precision is CUDA-only.
         device: ``"auto"`` (``cuda`` if available, else ``cpu``), ``"cpu"``, ``"cuda[:N]"``.
@@ -104,6 +105,7 @@ class TrainConfig:
     lr_schedule: str = "cosine"
     grad_clip: float | None = 1.0
     ema_decay: float | None = 0.999
+    ema_warmup: bool = True
     amp: str = "auto"
     device: str = "auto"
     seed: int = 0
@@ -398,7 +400,7 @@ class _Run:
         fp16 = self.amp_dtype is torch.float16
         self.scalers = {n: torch.amp.GradScaler("cuda", enabled=fp16) for n in self.groups}
         broadcast_module_(model, self.info)
-        self.ema = EMA(model, cfg.ema_decay) if cfg.ema_decay is not None else None
+        self.ema = EMA(model, cfg.ema_decay, cfg.ema_warmup) if cfg.ema_decay is not None else None
         self.sampler = EpochSampler(
             len(self.x), cfg.batch_size, cfg.seed, rank=self.info.rank,
             world_size=self.info.world_size,
@@ -626,7 +628,7 @@ class _Run:
                 loss = loss.float()
             self._update(loss.mean(), next(iter(self.groups)))
         if self.ema is not None:
-            self.ema.update(self.model)
+            self.ema.update(self.model, self.step)
         if self.info.enabled and any(True for _ in self.model.buffers()):
             broadcast_module_(self.model, self.info, buffers_only=True)
         self.step += 1

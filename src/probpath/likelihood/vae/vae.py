@@ -74,11 +74,11 @@ class VAEBase(Model):
         self, x: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One-sample ``log p(x|z)`` ``(batch,)`` and KL terms ``(batch, g)``."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement elbo_terms()")
 
     def log_weight(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """One importance weight ``log p(x, z) - log q(z|x)`` with ``z ~ q(z|x)``, ``(batch,)``."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement log_weight()")
 
     def current_kl_weight(self) -> float:
         """``beta`` times the warm-up factor at the current training step."""
