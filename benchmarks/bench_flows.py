@@ -62,12 +62,18 @@ def main() -> None:
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--data", default="moons,8gaussians,digits")
+    p.add_argument(
+        "--actnorm",
+        action="store_true",
+        help="give probpath's RealNVP its ActNorm layers (zuko's has none; off = same model)",
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     hidden = (args.hidden, args.hidden)
     k = args.transforms
     print(
         f"steps={args.steps} batch={args.batch} transforms={k} hidden={hidden} "
+        f"actnorm={args.actnorm} "
         f"threads={args.threads} torch={torch.__version__} zuko={zuko.__version__}"
     )
     header = (
@@ -80,7 +86,7 @@ def main() -> None:
         d = train.shape[1]
         pairs = {
             "RealNVP": (
-                RealNVP((d,), n_blocks=k, hidden=hidden),
+                RealNVP((d,), n_blocks=k, hidden=hidden, actnorm=args.actnorm),
                 zuko.flows.RealNVP(d, transforms=k, hidden_features=hidden),
             ),
             "MAF": (

@@ -27,7 +27,8 @@ class CatalogEntry:
         kwargs: constructor arguments that define this entry.
         quick_kwargs: overrides used by ``compare --quick`` (small and fast).
         test_kwargs: overrides for the contract battery (tiny, seconds on a CPU).
-        data: which data the model takes: "vector", "image" or "any".
+        data: which data the model takes: "vector", "image", "any", or "binary" / "count"
+            (vectors of 0/1 values or of non-negative integers, fitted as they are).
         in_compare: whether ``compare`` runs it by default.
     """
 
@@ -42,7 +43,7 @@ class CatalogEntry:
 
     def accepts(self, event_shape: tuple[int, ...]) -> bool:
         """Whether this model can be fitted to data of ``event_shape``."""
-        if self.data == "vector":
+        if self.data in ("vector", "binary", "count"):
             return len(event_shape) == 1
         if self.data == "image":
             return len(event_shape) == 3
@@ -106,6 +107,28 @@ def _entries() -> list[CatalogEntry]:
             data="vector",
         )
     )
+    from probpath.likelihood.families import BernoulliMixture, PoissonMixture
+
+    entries += [
+        CatalogEntry(
+            "bernoulli-mixture",
+            BernoulliMixture,
+            "mixture of independent Bernoullis by EM, for binary vectors (§1.1.3)",
+            kwargs={"n_components": 10, "random_state": 0},
+            test_kwargs={"n_components": 2, "max_iter": 50},
+            data="binary",
+            in_compare=False,  # compare's data are continuous (dequantised)
+        ),
+        CatalogEntry(
+            "poisson-mixture",
+            PoissonMixture,
+            "mixture of independent Poissons by EM, for count vectors (§1.1.3)",
+            kwargs={"n_components": 10, "random_state": 0},
+            test_kwargs={"n_components": 2, "max_iter": 50},
+            data="count",
+            in_compare=False,
+        ),
+    ]
     # --- deep likelihood / adversarial routes (§1.2, §1.3, §3.1, §3.2) ---
     from probpath.likelihood.cnf import CNF
     from probpath.likelihood.flows import MAF, PlanarFlow, RadialFlow, RealNVP

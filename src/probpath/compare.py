@@ -34,6 +34,7 @@ import csv
 import io
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -218,21 +219,18 @@ def _dequantize(x: torch.Tensor, space: DataSpace, seed: int) -> torch.Tensor:
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA if available else CPU; raises ``ValueError`` for unusable devices."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device {device!r} is not a device name; use auto, cpu or cuda") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for but CUDA is not available; use cpu")
+    """``"auto"`` -> CUDA if available else CPU; raises ``ValueError`` for unusable devices.
+
+    The Trainer's rule (``training.distributed.resolve_device``: a bare ``cuda`` is this
+    process's GPU under torchrun), plus a check that a given GPU index exists.
+    """
+    from probpath.training.distributed import resolve_device as trainer_device
+
+    dev = trainer_device(str(device), int(os.environ.get("LOCAL_RANK", "0") or 0))
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise ValueError(
             f"device {device!r} does not exist ({torch.cuda.device_count()} CUDA device(s))"
         )
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device {device!r} is not supported; use auto, cpu or cuda")
     return dev
 
 

@@ -21,11 +21,17 @@ IDS = [e.name for e in ENTRIES]
 
 
 def _shape(entry):
-    return (2,) if entry.data in ("vector", "any") else (1, 8, 8)
+    return {"image": (1, 8, 8), "binary": (6,), "count": (6,)}.get(entry.data, (2,))
 
 
-def _data(shape, n=64, seed=0):
+def _data(shape, n=64, seed=0, kind="vector"):
     g = torch.Generator().manual_seed(seed)
+    if kind == "binary":  # two prototypes with flipped bits
+        proto = torch.randint(0, 2, (n,), generator=g)[:, None].float()
+        return (torch.rand(n, *shape, generator=g) < 0.2 + 0.6 * proto).float()
+    if kind == "count":
+        rate = 1.0 + 4.0 * torch.randint(0, 2, (n,), generator=g)[:, None].float()
+        return torch.poisson(rate.expand(n, *shape).contiguous(), generator=g)
     if len(shape) == 1:  # two well-separated blobs
         c = torch.randint(0, 2, (n,), generator=g).float()[:, None] * 3.0 - 1.5
         return torch.randn(n, *shape, generator=g) * 0.5 + c
@@ -44,7 +50,7 @@ def fitted(request):
     caps = entry.cls.capabilities
     torch.manual_seed(0)
     model = build_model(entry, shape, 3 if caps.conditional else None, test=True)
-    x = _data(shape)
+    x = _data(shape, kind=entry.data)
     cond = _labels(len(x)) if caps.conditional else None
     if caps.estimator:
         model.fit(x.double())

@@ -255,8 +255,9 @@ def fit(
     """
     from probpath.catalog import build_model, get_entry
     from probpath.cli.options import merge_options, parse_extra_args, parse_set_options
-    from probpath.cli.rundir import check_output_dir, is_main_process
+    from probpath.cli.rundir import check_output_dir
     from probpath.compare import DataSpace, _fits, resolve_device
+    from probpath.training.distributed import is_main_process
 
     def prepare():
         entry = get_entry(model)
@@ -333,12 +334,12 @@ def _fit_run(
 
     from probpath.cli.rundir import (
         RunRecord,
-        is_main_process,
         publish,
         staging_path,
         write_run_record,
     )
     from probpath.compare import train_model
+    from probpath.training.distributed import is_main_process
 
     main_rank = is_main_process()
     staging = Path(resume) if resume is not None else staging_path(target)

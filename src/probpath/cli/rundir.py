@@ -37,7 +37,6 @@ __all__ = [
     "publish",
     "check_output_dir",
     "load_run",
-    "is_main_process",
 ]
 
 RUN_FILE = "run.json"
@@ -110,14 +109,6 @@ def read_run_record(directory: str | Path) -> RunRecord | None:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path} is malformed ({exc}); fit the model again") from None
-
-
-def is_main_process() -> bool:
-    """Rank 0 (or no ``torchrun``): the process that writes files."""
-    try:
-        return int(os.environ.get("RANK", "0") or 0) == 0
-    except ValueError:
-        return True
 
 
 def check_output_dir(path: Path, overwrite: bool) -> None:

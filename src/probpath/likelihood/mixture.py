@@ -763,7 +763,7 @@ class GaussianMixture(MixtureEM):
         if self.covariance_type == "tied":
             d = self.n_features_in_
             xc = f[:, :d]
-            stats["xx"] = (xc * resp.sum(1, keepdim=True)).T @ xc
+            stats["xx"] = responsibility_sums(xc * resp.sum(1, keepdim=True), xc)
         return stats
 
     def _update_components(self, stats: dict, nk: torch.Tensor) -> None:

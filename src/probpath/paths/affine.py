@@ -77,7 +77,8 @@ class AffinePath:
 
         ``eps`` is drawn from ``N(0, I)`` with ``generator`` when not given.
         """
-        x0 = check_tensor(x0, "x0", min_ndim=1)
+        if not isinstance(x0, torch.Tensor) or x0.ndim < 1:
+            x0 = check_tensor(x0, "x0", min_ndim=1)  # models validate their input before this
         t = expand_t(t, x0)
         if t.shape != x0.shape[:1]:
             raise ValueError(f"t must have shape (batch,) = ({x0.shape[0]},), got {tuple(t.shape)}")
@@ -89,7 +90,7 @@ class AffinePath:
         a, s = append_dims(v.alpha, x0), append_dims(v.sigma, x0)
         da, ds = append_dims(v.d_alpha, x0), append_dims(v.d_sigma, x0)
         return PathSample(
-            x_t=a * x0 + s * eps,
+            x_t=torch.addcmul(a * x0, s, eps),
             t=t,
             x0=x0,
             eps=eps,
@@ -97,7 +98,7 @@ class AffinePath:
             sigma=v.sigma,
             d_alpha=v.d_alpha,
             d_sigma=v.d_sigma,
-            velocity=da * x0 + ds * eps,
+            velocity=torch.addcmul(da * x0, ds, eps),
         )
 
     def sde_coefficients(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

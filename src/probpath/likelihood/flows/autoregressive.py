@@ -1,8 +1,8 @@
 """Masked autoregressive flow (Papamakarios et al., 2017; §3.1) on MADE conditioners.
 
-Each layer models ``x_i = μ_i(x_<i) + σ_i(x_<i) z_i``. The density direction
-``z_i = (x_i − μ_i) / σ_i`` takes one MADE pass (fast training by maximum likelihood);
-sampling inverts it coordinate by coordinate (``d`` passes per layer).
+Each layer maps data to base as ``z_i = x_i · exp(s_i(x_<i)) + t_i(x_<i)``: the density
+direction takes one MADE pass (fast training by maximum likelihood); sampling inverts it
+coordinate by coordinate, ``x_i = (z_i − t_i) · exp(−s_i)`` (``d`` passes per layer).
 """
 
 from __future__ import annotations
@@ -49,10 +49,7 @@ class MADE(nn.Module):
             layers.append(MaskedLinear((dout[:, None] >= din[None, :]).float()))
             layers.append(nn.ReLU())
         out_deg = order.repeat(n_out)
-        last = MaskedLinear((out_deg[:, None] > degrees[-1][None, :]).float())
-        nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
-        layers.append(last)
+        layers.append(MaskedLinear((out_deg[:, None] > degrees[-1][None, :]).float()))
         self.net = nn.Sequential(*layers)
         self.n_out, self.d = n_out, d
 
@@ -61,7 +58,7 @@ class MADE(nn.Module):
 
 
 class MaskedAffineAutoregressive(Transform):
-    """One MAF layer: ``x = μ(x_<) + exp(s(x_<)) z``, ``s`` softly clamped to ±``scale_bound``."""
+    """One MAF layer: ``z = x · exp(s(x_<)) + t(x_<)``, ``s`` softly clamped to ±``scale_bound``."""
 
     def __init__(self, order: torch.Tensor, hidden: Sequence[int], scale_bound: float = 5.0):
         super().__init__()
@@ -70,21 +67,21 @@ class MaskedAffineAutoregressive(Transform):
         self.scale_bound = scale_bound
 
     def _params(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, s = self.made(x).unbind(1)
-        return mu, self.scale_bound * torch.tanh(s / self.scale_bound)
+        t, s = self.made(x).unbind(1)
+        return t, self.scale_bound * torch.tanh(s / self.scale_bound)
 
     def inverse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, s = self._params(x)
-        return (x - mu) * torch.exp(-s), -s.sum(1)
+        t, s = self._params(x)
+        return x * s.exp() + t, s.sum(1)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.zeros_like(z)
         for i in torch.argsort(self.order).tolist():  # coordinates in autoregressive order
-            mu, s = self._params(x)
+            t, s = self._params(x)
             x = x.clone()
-            x[:, i] = mu[:, i] + s[:, i].exp() * z[:, i]
+            x[:, i] = (z[:, i] - t[:, i]) * torch.exp(-s[:, i])
         _, s = self._params(x)
-        return x, s.sum(1)
+        return x, -s.sum(1)
 
 
 class MAF(FlowModel):

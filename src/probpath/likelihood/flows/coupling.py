@@ -1,8 +1,9 @@
 """RealNVP: affine coupling layers with ActNorm and permutations (Dinh et al., 2017; §3.1).
 
 One block is ``ActNorm -> AffineCoupling -> Permutation``. The coupling keeps half of the
-coordinates ``x_a`` and transforms the rest as ``x_b = z_b · exp(s(x_a)) + t(x_a)``, a
-triangular Jacobian with ``log|det| = Σ s``; both directions cost one network call.
+coordinates ``x_a`` and maps the rest affinely with a scale and shift computed from ``x_a``:
+a triangular Jacobian whose log-determinant is the sum of the log-scales; both directions
+cost one network call.
 """
 
 from __future__ import annotations
@@ -63,17 +64,18 @@ class Permutation(Transform):
 
 
 class AffineCoupling(Transform):
-    """``x_a = z_a``, ``x_b = z_b · exp(s(z_a)) + t(z_a)`` with ``s = scale_bound · tanh(·)``.
-
-    The conditioner is an MLP whose last layer starts at zero (the block starts as the
-    identity). ``mask`` marks the kept coordinates ``a`` (1) and transformed ones ``b`` (0).
+    """Affine coupling: ``z_a = x_a``, ``z_b = x_b · exp(s(x_a)) + t(x_a)`` in the density
+    (data -> base) direction, so ``log|det ∂z/∂x| = Σ s``; the generative direction is
+    ``x_b = (z_b − t) · exp(−s)``. ``s = scale_bound · tanh(·/scale_bound)`` is softly
+    bounded. (Parameterising the cheap density direction, as zuko and Glow do, trains
+    faster than shifting before scaling.) ``mask`` marks the kept coordinates ``a`` (1).
     """
 
     def __init__(self, mask: torch.Tensor, hidden: Sequence[int], scale_bound: float = 3.0):
         super().__init__()
         self.register_buffer("mask", mask.float())
         d = mask.numel()
-        self.net = MLP(d, 2 * d, hidden, act="relu", zero_last=True)
+        self.net = MLP(d, 2 * d, hidden, act="relu")
         self.scale_bound = scale_bound
 
     def _st(self, kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,11 +85,11 @@ class AffineCoupling(Transform):
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         s, t = self._st(z * self.mask.to(z.dtype))
-        return z * s.exp() + t, s.sum(1)
+        return (z - t) * torch.exp(-s), -s.sum(1)
 
     def inverse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         s, t = self._st(x * self.mask.to(x.dtype))
-        return (x - t) * torch.exp(-s), -s.sum(1)
+        return x * s.exp() + t, s.sum(1)
 
 
 class RealNVP(FlowModel):

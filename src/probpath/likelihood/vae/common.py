@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from probpath.core.validation import check_choice
+from probpath.likelihood.flows.base import standard_normal_log_prob
 
 __all__ = [
     "gaussian_log_prob",
@@ -30,11 +31,6 @@ _LOG_2PI = math.log(2 * math.pi)
 def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
     """Elementwise ``log N(x; mean, exp(log_var))`` (no reduction)."""
     return -0.5 * (_LOG_2PI + log_var + (x - mean).pow(2) * torch.exp(-log_var))
-
-
-def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
-    """``log N(z; 0, I)`` summed over the last dimension: ``(batch, d) -> (batch,)``."""
-    return -0.5 * (z.pow(2) + _LOG_2PI).sum(-1)
 
 
 def kl_diag_gaussians(
