@@ -153,6 +153,20 @@ def test_fit_resume_continues_to_the_new_total(tmp_path):
     assert [r["step"] for r in log] == [3, 6]
 
 
+@pytest.mark.skipif("cfm" not in CATALOG, reason="cfm not in the catalog yet")
+def test_sample_trajectories_plot_for_path_models(tmp_path, gaussian_run):
+    out = tmp_path / "cfm"
+    args = ("fit", "cfm", "--data", "moons", "--n", "200", "--steps", "3", "--quick")
+    assert invoke(*args, "--out", out).exit_code == 0
+    res = invoke("sample", out, "--n", "16", "--steps", "4", "--trajectories", "--out",
+                 tmp_path / "t.png")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert matplotlib.image.imread(tmp_path / "t.png").shape[:2] == (400, 400)
+    res = invoke("sample", gaussian_run, "--trajectories", "--out", tmp_path / "g.png")
+    assert_bad_input(res, "--trajectories")
+    assert not (tmp_path / "g.png").exists()
+
+
 def test_resume_without_checkpoint_is_bad_input(tmp_path):
     (tmp_path / "empty").mkdir()
     res = invoke("fit", "realnvp", "--data", "moons", "--resume", tmp_path / "empty")

@@ -421,6 +421,12 @@ def sample(
     label: Annotated[
         int | None, typer.Option(help="Class label for conditional models (default: random).")
     ] = None,
+    trajectories: Annotated[
+        bool,
+        typer.Option(
+            help="Path models on 2-D data: plot each sample's path from noise to data (.png)."
+        ),
+    ] = False,
 ) -> None:
     """Draw samples from a fitted model and save them as .npy (array) or .png (plot).
 
@@ -465,12 +471,30 @@ def sample(
         return loaded, record, cond
 
     loaded, record, cond = _validate(prepare)
+    path: list = []
+
+    def check_trajectories():
+        event = tuple(record.space.event_shape) if record is not None else None
+        if not hasattr(loaded, "field") or event != (2,) or out.suffix.lower() != ".png":
+            raise _BadInput(
+                "--trajectories needs a path model (ddpm, cfm, ...) fitted on 2-D data and "
+                "an --out ending in .png"
+            )
+
+    if trajectories:
+        _validate(check_trajectories)
+
+    def keep(info):  # the sampler's callback: the state after every step
+        path.append(info["x"].detach().double().cpu())
 
     def draw():
         from probpath.compare import draw_samples
 
+        extra = {"callback": keep} if trajectories else {}
         try:
-            x, seconds = draw_samples(loaded, n, cond=cond, seed=seed, sampler=sampler, steps=steps)
+            x, seconds = draw_samples(
+                loaded, n, cond=cond, seed=seed, sampler=sampler, steps=steps, **extra
+            )
         except TypeError as exc:
             if sampler is not None or steps is not None:
                 raise _BadInput(
@@ -487,7 +511,14 @@ def sample(
             samples = record.space.to_data(samples)
         vr = record.space.value_range if record is not None else None
         name = record.model if record is not None else type(loaded).__name__
-        _save_samples(samples, out, title=f"{name}: {n} samples", value_range=vr)
+        if trajectories:
+            steps_x = [record.space.to_data(p) for p in path]
+            _save_trajectories(steps_x, out, title=f"{name}: {n} sampling paths")
+        else:
+            density = _cheap_density(loaded, record) if samples.shape[1:] == (2,) else None
+            _save_samples(
+                samples, out, title=f"{name}: {n} samples", value_range=vr, density=density
+            )
         typer.echo(f"{n} samples in {seconds:.2f} s -> {out}")
 
     _run(save)
@@ -499,7 +530,39 @@ def _load_run(run_dir: Path, dev, weights: str):
     return load_run(run_dir, device=str(dev), weights=weights)
 
 
-def _save_samples(samples, out: Path, title: str, value_range=None) -> None:
+def _cheap_density(model, record):
+    """``log p`` on a plotting grid for exact, cheap (estimator or one-pass) 2-D models."""
+    import torch
+
+    caps = model.capabilities
+    if not caps.exact_log_prob or caps.conditional or not (caps.estimator or caps.one_step):
+        return None
+    dtype = torch.float64
+    if isinstance(model, torch.nn.Module):
+        dtype = next(model.parameters()).dtype
+
+    def log_prob(grid):
+        z = grid.double() if record is None else record.space.to_model(grid.double())
+        return model.log_prob(z.to(dtype))
+
+    return log_prob
+
+
+def _save_trajectories(path: list, out: Path, title: str) -> None:
+    """Plot the sampler's states ``T x (n, 2)`` as paths from noise to data."""
+    from matplotlib.figure import Figure
+
+    from probpath.plotting import plot_trajectories, save_figure
+
+    fig = Figure(figsize=(4.0, 4.0), layout="constrained")
+    ax = fig.subplots()
+    plot_trajectories(ax, path)
+    ax.set_title(title, fontsize=9)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_figure(fig, out)
+
+
+def _save_samples(samples, out: Path, title: str, value_range=None, density=None) -> None:
     import numpy as np
 
     from probpath.core.serialization import atomic_write_bytes
@@ -512,11 +575,15 @@ def _save_samples(samples, out: Path, title: str, value_range=None) -> None:
         return
     from matplotlib.figure import Figure
 
-    from probpath.plotting import plot_samples, save_figure
+    from probpath.plotting import plot_density, plot_samples, save_figure
 
     fig = Figure(figsize=(4.0, 4.0), layout="constrained")
     ax = fig.subplots()
-    plot_samples(ax, samples, tuple(samples.shape[1:]), title, value_range=value_range)
+    if density is not None:  # the model's density as contours, its samples on top
+        plot_density(ax, density, samples)
+        ax.set_title(title, fontsize=9)
+    else:
+        plot_samples(ax, samples, tuple(samples.shape[1:]), title, value_range=value_range)
     save_figure(fig, out)
 
 
