@@ -182,15 +182,12 @@ def _sde_step(field, x, g, i, cond, generator):
 def sample_euler_maruyama(field, x_init, ts, *, generator=None, callback=None, cond=None):
     """Euler-Maruyama on the reverse-time SDE ``dx = [f x - g^2 score] dt + g dw_bar`` (Eq. 43).
 
-    The last step returns the mean (no noise), as in Song et al. (2021).
+    The last step returns the mean (no noise), as in Song et al. (2021). It is the
+    predictor-corrector sampler without corrector steps (1 NFE per step).
     """
-    x, ts, g = setup(field, x_init, ts)
-    for i in range(len(g) - 1):
-        x, mean, x0 = _sde_step(field, x, g, i, cond, generator)
-        if i == len(g) - 2:
-            x = mean
-        report(callback, i, g, x, x0)
-    return x
+    return sample_pc(
+        field, x_init, ts, generator=generator, callback=callback, cond=cond, n_corrector=0
+    )
 
 
 def sample_pc(
