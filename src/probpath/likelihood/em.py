@@ -209,13 +209,13 @@ class EMEstimator(Estimator):
         """Check constructor arguments against the data (override to add checks)."""
 
     def _initialize(self, x: torch.Tensor, w: torch.Tensor | None, rng: np.random.RandomState):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement _initialize()")
 
     def _e_step(self, x: torch.Tensor, w: torch.Tensor | None) -> tuple[float, torch.Tensor]:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement _e_step()")
 
     def _m_step(self, x: torch.Tensor, w: torch.Tensor | None, log_resp: torch.Tensor) -> None:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement _m_step()")
 
     def _compute_lower_bound(self, log_resp: torch.Tensor, log_prob_norm: float) -> float:
         """Default: ``L(q, θ_old) = mean ln p(x|θ_old)`` after an exact E-step (Eq. 10)."""
@@ -228,10 +228,10 @@ class EMEstimator(Estimator):
         return self._compute_lower_bound(log_resp, log_prob_norm)
 
     def _get_parameters(self) -> dict[str, Any]:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement _get_parameters()")
 
     def _set_parameters(self, params: dict[str, Any]) -> None:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement _set_parameters()")
 
     # ----------------------------------------------------------------------- the loop
     def _check_loop_settings(self) -> None:

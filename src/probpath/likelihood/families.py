@@ -37,7 +37,7 @@ class _CountLikeMixture(MixtureEM):
         return torch.cat([x, ones, self._base_measure(x)[:, None]], dim=1)
 
     def _natural(self) -> torch.Tensor:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement _natural()")
 
     def _log_joint(self, f: torch.Tensor) -> torch.Tensor:
         return torch.addmm(torch.log(self.weights_), f, self._natural().T)
