@@ -44,7 +44,13 @@ from probpath.core.validation import check_choice, check_positive_int, check_ten
 from probpath.likelihood import _gaussian_covariance as gc
 from probpath.likelihood.em import EMEstimator, parse_dtype
 
-__all__ = ["MixtureEM", "GaussianMixture", "INIT_PARAMS", "responsibility_sums"]
+__all__ = [
+    "MixtureEM",
+    "GaussianMixture",
+    "INIT_PARAMS",
+    "initial_responsibilities",
+    "responsibility_sums",
+]
 
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 _PRIOR_KEYS = {"weight_concentration", "mean_precision", "mean", "degrees_of_freedom", "covariance"}
@@ -80,6 +86,43 @@ def responsibility_sums(resp: torch.Tensor, f: torch.Tensor, blocks: int = 64) -
     if m < n:
         out = out + resp[m:].T @ f[m:]
     return out
+
+
+def initial_responsibilities(
+    x: torch.Tensor,
+    n_components: int,
+    init_params: str,
+    rng: np.random.RandomState,
+    sample_weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Initial responsibilities ``(N, K)``, drawn exactly as scikit-learn's mixtures draw them.
+
+    ``kmeans`` / ``k-means++`` use scikit-learn's ``KMeans`` / ``kmeans_plusplus`` (the
+    design guide's choice for seeding); ``random`` draws uniform rows; ``random_from_data``
+    puts each component on one data point. Shared by EM and the variational mixture.
+    """
+    n, k = x.shape[0], n_components
+    if init_params in ("kmeans", "k-means++"):
+        from sklearn.cluster import KMeans, kmeans_plusplus
+
+        x_np = x.detach().cpu().numpy()
+        w_np = None if sample_weight is None else sample_weight.cpu().numpy()
+        resp = np.zeros((n, k))
+        if init_params == "kmeans":
+            km = KMeans(n_clusters=k, n_init=1, random_state=rng)
+            labels = km.fit(x_np, sample_weight=w_np).labels_
+            resp[np.arange(n), labels] = 1
+        else:
+            _, idx = kmeans_plusplus(x_np, k, random_state=rng, sample_weight=w_np)
+            resp[idx, np.arange(k)] = 1
+        return torch.as_tensor(resp, dtype=x.dtype, device=x.device)
+    if init_params == "random":
+        resp = torch.as_tensor(rng.uniform(size=(n, k)), dtype=x.dtype, device=x.device)
+        return resp / resp.sum(1, keepdim=True)
+    resp = torch.zeros(n, k, dtype=x.dtype, device=x.device)
+    idx = rng.choice(n, size=k, replace=False)
+    resp[torch.as_tensor(idx, device=x.device), torch.arange(k, device=x.device)] = 1
+    return resp
 
 
 class MixtureEM(EMEstimator):
@@ -422,28 +465,7 @@ class MixtureEM(EMEstimator):
     # ============================================================ initialisation
     def _initial_resp(self, x: torch.Tensor, w, rng: np.random.RandomState) -> torch.Tensor:
         """scikit-learn's initial responsibilities for ``init_params``."""
-        n, k = x.shape[0], self.n_components
-        if self.init_params in ("kmeans", "k-means++"):
-            from sklearn.cluster import KMeans, kmeans_plusplus
-
-            x_np = x.cpu().numpy()
-            w_np = None if w is None else w.cpu().numpy()
-            resp = np.zeros((n, k))
-            if self.init_params == "kmeans":
-                km = KMeans(n_clusters=k, n_init=1, random_state=rng)
-                labels = km.fit(x_np, sample_weight=w_np).labels_
-                resp[np.arange(n), labels] = 1
-            else:
-                _, idx = kmeans_plusplus(x_np, k, random_state=rng, sample_weight=w_np)
-                resp[idx, np.arange(k)] = 1
-            return torch.as_tensor(resp, dtype=x.dtype, device=x.device)
-        if self.init_params == "random":
-            resp = torch.as_tensor(rng.uniform(size=(n, k)), dtype=x.dtype, device=x.device)
-            return resp / resp.sum(1, keepdim=True)
-        resp = torch.zeros(n, k, dtype=x.dtype, device=x.device)
-        idx = rng.choice(n, size=k, replace=False)
-        resp[torch.as_tensor(idx), torch.arange(k)] = 1
-        return resp
+        return initial_responsibilities(x, self.n_components, self.init_params, rng, w)
 
     def fit(self, x, y=None, sample_weight=None):
         """Fit by EM (batch, or stepwise with ``batch_size``); ``y`` is ignored.

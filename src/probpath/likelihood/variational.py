@@ -21,7 +21,6 @@ import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 
 from probpath.core.model import Capabilities
@@ -32,6 +31,7 @@ from probpath.core.validation import (
     check_tensor,
 )
 from probpath.likelihood._gaussian_covariance import (
+    COVARIANCE_TYPES,
     gaussian_features,
     log_det_cholesky,
     natural_parameters,
@@ -41,12 +41,11 @@ from probpath.likelihood._gaussian_covariance import (
 )
 from probpath.likelihood.em import EMEstimator
 from probpath.likelihood.gaussian import randn, resolve_dtype
+from probpath.likelihood.mixture import INIT_PARAMS, initial_responsibilities
 
 __all__ = ["BayesianGaussianMixture", "MeanFieldVI"]
 
-COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 WEIGHT_PRIORS = ("dirichlet_process", "dirichlet_distribution")
-INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 
 
 # ---------------------------------------------------------------- Gaussian helpers
@@ -98,37 +97,6 @@ def _log_gaussian(
     if covariance_type == "tied":
         out = out + tied_quadratic(xc, prec_chol)[:, None]
     return out
-
-
-def _initial_resp(
-    x: torch.Tensor, n_components: int, init_params: str, rng: np.random.RandomState
-) -> torch.Tensor:
-    """Initial responsibilities, drawn exactly as scikit-learn's mixtures draw them.
-
-    ``kmeans`` / ``k-means++`` use scikit-learn's ``KMeans`` / ``kmeans_plusplus`` (the
-    design guide's choice for seeding); ``random`` draws uniform rows; ``random_from_data``
-    puts each component on one data point.
-    """
-    n = x.shape[0]
-    resp = torch.zeros(n, n_components, dtype=x.dtype, device=x.device)
-    if init_params == "random":
-        r = torch.from_numpy(rng.uniform(size=(n, n_components))).to(x)
-        return r / r.sum(1, keepdim=True)
-    if init_params == "random_from_data":
-        idx = torch.from_numpy(rng.choice(n, size=n_components, replace=False))
-        resp[idx.to(x.device), torch.arange(n_components, device=x.device)] = 1
-        return resp
-    from sklearn.cluster import KMeans, kmeans_plusplus
-
-    xn = x.detach().cpu().numpy()
-    if init_params == "kmeans":
-        labels = KMeans(n_clusters=n_components, n_init=1, random_state=rng).fit(xn).labels_
-        rows, cols = torch.arange(n), torch.from_numpy(labels).long()
-    else:
-        _, idx = kmeans_plusplus(xn, n_components, random_state=rng)
-        rows, cols = torch.from_numpy(idx).long(), torch.arange(n_components)
-    resp[rows.to(x.device), cols.to(x.device)] = 1
-    return resp
 
 
 def _as_list(value: Any) -> Any:
@@ -347,7 +315,7 @@ class BayesianGaussianMixture(EMEstimator):
         return prior
 
     def _initialize(self, x: torch.Tensor, w: torch.Tensor | None, rng) -> None:
-        resp = _initial_resp(x, self.n_components, self.init_params, rng)
+        resp = initial_responsibilities(x, self.n_components, self.init_params, rng)
         self._initialize_from_resp(x, resp if w is None else resp * w[:, None])
 
     def _initialize_from_resp(self, x: torch.Tensor, resp: torch.Tensor) -> None:
