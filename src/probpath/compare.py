@@ -47,6 +47,7 @@ import torch
 from probpath.catalog import CATALOG, CatalogEntry, build_model, get_entry
 from probpath.core.serialization import atomic_write_bytes
 from probpath.data.dataset import Dataset
+from probpath.metrics import median_bandwidth
 
 __all__ = [
     "DataSpace",
@@ -63,7 +64,6 @@ __all__ = [
     "sampling_nfe",
     "nll_of",
     "sample_metrics",
-    "median_bandwidth",
     "evaluate_model",
     "run_compare",
     "format_markdown",
@@ -496,15 +496,6 @@ def nll_of(
         value = -log_p / space.dim
     value = float(torch.as_tensor(value, dtype=torch.float64).mean())
     return HeldOutNLL(value, unit, kind)
-
-
-def median_bandwidth(x: torch.Tensor, max_points: int = 1000) -> float:
-    """Median pairwise Euclidean distance of ``x`` (flattened), the fixed MMD bandwidth."""
-    x = x.reshape(len(x), -1).double()[:max_points]
-    d = torch.cdist(x, x)
-    iu = torch.triu_indices(len(x), len(x), offset=1)
-    med = float(d[iu[0], iu[1]].median()) if len(x) > 1 else 1.0
-    return med if med > 0 else 1.0
 
 
 def sample_metrics(

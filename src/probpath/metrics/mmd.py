@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from probpath.metrics._common import flatten_pair
+from probpath.metrics._common import flatten_pair, flatten_samples
 
 __all__ = ["mmd", "median_bandwidth"]
 
@@ -19,15 +19,19 @@ _MEDIAN_POINTS = 1000
 _MAX_ELEMENTS = 2**23  # pairwise values held at once (64 MiB in float64)
 
 
-def median_bandwidth(x, y) -> float:
-    """Median pairwise distance of the pooled sample ``cat(x, y)`` (flattened).
+def median_bandwidth(x, y=None) -> float:
+    """Median pairwise distance of the pooled sample ``cat(x, y)`` (flattened), or of ``x``
+    alone when ``y`` is ``None`` (a bandwidth fixed by reference data, as ``compare`` uses).
 
     At most 1,000 evenly strided points of the pooled sample are used (deterministic).
     If the median is 0 (more than half the points coincide) the mean of the non-zero
     distances is used, and 1.0 when every point is the same.
     """
-    x, y = flatten_pair(x, y)
-    z = torch.cat([x, y])
+    if y is None:
+        z = flatten_samples(x, "x")
+    else:
+        x, y = flatten_pair(x, y)
+        z = torch.cat([x, y])
     if len(z) > _MEDIAN_POINTS:
         z = z[torch.linspace(0, len(z) - 1, _MEDIAN_POINTS).round().long()]
     d = torch.nn.functional.pdist(z)
