@@ -56,7 +56,7 @@ __all__ = [
     "evidence_lower_bound",
     "kl_to_posterior",
     "decompose_log_likelihood",
-    "parse_dtype",
+    "resolve_dtype",
 ]
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -66,15 +66,19 @@ class ConvergenceWarning(UserWarning):
     """EM (or VI) stopped at ``max_iter`` before the lower bound changed by less than ``tol``."""
 
 
-def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    """Map ``"float64"`` / ``"float32"`` (or a torch dtype) to a torch floating dtype."""
+def resolve_dtype(dtype: Any) -> tuple[str, torch.dtype]:
+    """Return ``(name, torch dtype)`` for ``"float64"`` / ``"float32"`` or a torch dtype.
+
+    Estimators store the name in their JSON config; both spellings are accepted.
+    """
     if isinstance(dtype, torch.dtype):
-        if dtype not in _DTYPES.values():
-            raise ValueError(f"dtype must be float64 or float32, got {dtype}")
-        return dtype
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
-    return _DTYPES[dtype]
+        for name, dt in _DTYPES.items():
+            if dt == dtype:
+                return name, dt
+    if isinstance(dtype, str) and dtype.replace("torch.", "") in _DTYPES:
+        name = dtype.replace("torch.", "")
+        return name, _DTYPES[name]
+    raise ValueError(f"dtype must be 'float64' or 'float32' (or the torch dtype), got {dtype!r}")
 
 
 def _xlogx_safe(q: torch.Tensor) -> torch.Tensor:

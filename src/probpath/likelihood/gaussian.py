@@ -25,26 +25,11 @@ import torch
 
 from probpath.core.model import Capabilities, Estimator
 from probpath.core.validation import check_choice, check_positive_int, check_tensor
+from probpath.likelihood.em import resolve_dtype
 
-__all__ = ["GaussianMLE", "GaussianScoreMatching", "resolve_dtype", "randn"]
+__all__ = ["GaussianMLE", "GaussianScoreMatching", "randn"]
 
 COVARIANCE_TYPES = ("full", "diag", "spherical")
-_DTYPES = {"float64": torch.float64, "float32": torch.float32}
-
-
-def resolve_dtype(dtype: Any) -> tuple[str, torch.dtype]:
-    """Return ``(name, torch dtype)`` for ``"float64"`` / ``"float32"`` or a torch dtype.
-
-    Estimators store the name in their JSON config; both spellings are accepted.
-    """
-    if isinstance(dtype, torch.dtype):
-        for name, dt in _DTYPES.items():
-            if dt == dtype:
-                return name, dt
-    if isinstance(dtype, str) and dtype.replace("torch.", "") in _DTYPES:
-        name = dtype.replace("torch.", "")
-        return name, _DTYPES[name]
-    raise ValueError(f"dtype must be 'float64' or 'float32' (or the torch dtype), got {dtype!r}")
 
 
 def randn(

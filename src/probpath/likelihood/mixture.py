@@ -42,7 +42,7 @@ import torch
 from probpath.core.model import Capabilities
 from probpath.core.validation import check_choice, check_positive_int, check_tensor
 from probpath.likelihood import _gaussian_covariance as gc
-from probpath.likelihood.em import EMEstimator, parse_dtype
+from probpath.likelihood.em import EMEstimator, resolve_dtype
 
 __all__ = [
     "MixtureEM",
@@ -254,7 +254,7 @@ class MixtureEM(EMEstimator):
     # ================================================================== utilities
     @property
     def _dtype(self) -> torch.dtype:
-        return parse_dtype(self.dtype)
+        return resolve_dtype(self.dtype)[1]
 
     def _as_param(self, value, name: str, shape: tuple[int, ...]) -> torch.Tensor:
         t = torch.as_tensor(np.asarray(value, dtype=np.float64)).to(self._dtype)

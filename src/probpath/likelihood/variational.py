@@ -39,8 +39,8 @@ from probpath.likelihood._gaussian_covariance import (
     precisions_from_cholesky,
     tied_quadratic,
 )
-from probpath.likelihood.em import EMEstimator
-from probpath.likelihood.gaussian import randn, resolve_dtype
+from probpath.likelihood.em import EMEstimator, resolve_dtype
+from probpath.likelihood.gaussian import randn
 from probpath.likelihood.mixture import INIT_PARAMS, initial_responsibilities
 
 __all__ = ["BayesianGaussianMixture", "MeanFieldVI"]
