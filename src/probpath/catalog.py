@@ -335,6 +335,15 @@ def _entries() -> list[CatalogEntry]:
             data="vector",
         ),
         CatalogEntry(
+            "ddpm-v",
+            DiffusionModel,
+            "DDPM, linear betas, v-prediction (Salimans & Ho 2022); DPM-Solver++ 2M, 20 steps",
+            kwargs={"prediction": "v", "sampler": "dpmpp_2m", "steps": 20},
+            quick_kwargs=mlp_quick,
+            test_kwargs={**mlp_test, "num_steps": 100},
+            data="vector",
+        ),
+        CatalogEntry(
             "ddpm-unet",
             DiffusionModel,
             "DDPM with a small UNet, for images (§2.4)",

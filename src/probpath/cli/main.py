@@ -427,6 +427,15 @@ def sample(
             help="Path models on 2-D data: plot each sample's path from noise to data (.png)."
         ),
     ] = False,
+    clip_x0: Annotated[
+        bool,
+        typer.Option(
+            "--clip-x0",
+            help="Path models on bounded data (images): clamp every x0 prediction to the "
+            "data range (diffusers' clip_sample); keeps ODE samplers of short-trained "
+            "eps-models in range.",
+        ),
+    ] = False,
 ) -> None:
     """Draw samples from a fitted model and save them as .npy (array) or .png (plot).
 
@@ -438,6 +447,8 @@ def sample(
       probpath sample runs/gmm-moons --n 2000 --out gmm.png
 
       probpath sample runs/ddpm --n 500 --sampler dpmpp_2m --steps 10 --out ddpm.npy
+
+      probpath sample runs/ddpm-digits --sampler dpmpp_2m --steps 20 --clip-x0 --out d.png
     """
     import torch
 
@@ -484,6 +495,18 @@ def sample(
     if trajectories:
         _validate(check_trajectories)
 
+    def clip_range():
+        space = record.space if record is not None else None
+        if not hasattr(loaded, "field") or space is None or space.value_range is None:
+            raise _BadInput(
+                "--clip-x0 needs a path model (ddpm, cfm, ...) fitted on bounded data "
+                "(images, counts); the data range of this run is unknown"
+            )
+        low, high = (space.scale * v + space.shift for v in space.value_range)
+        return (min(low, high), max(low, high))
+
+    clip = _validate(clip_range) if clip_x0 else None
+
     def keep(info):  # the sampler's callback: the state after every step
         path.append(info["x"].detach().double().cpu())
 
@@ -491,6 +514,8 @@ def sample(
         from probpath.compare import draw_samples
 
         extra = {"callback": keep} if trajectories else {}
+        if clip is not None:
+            extra["clip_x0"] = clip
         try:
             x, seconds = draw_samples(
                 loaded, n, cond=cond, seed=seed, sampler=sampler, steps=steps, **extra

@@ -1,5 +1,6 @@
 """Sample-quality and likelihood metrics: MMD, sliced Wasserstein, energy and Fréchet
-distances, precision / recall, NLL / bits-per-dim with dequantisation, and the two-sample
+distances, precision / recall (in pixels or in a domain classifier's features, the FID
+recipe), NLL / bits-per-dim with dequantisation, and the two-sample
 noise floor.
 
 All two-sample metrics flatten their inputs to ``(N, D)``, compute in float64 and return
@@ -7,6 +8,12 @@ Python floats.
 """
 
 from probpath.metrics.energy import energy_distance
+from probpath.metrics.features import (
+    FeatureExtractor,
+    feature_frechet_distance,
+    feature_precision_recall,
+    fit_feature_extractor,
+)
 from probpath.metrics.floor import noise_floor
 from probpath.metrics.frechet import frechet_distance, frechet_distance_gaussian
 from probpath.metrics.likelihood import (
@@ -21,12 +28,16 @@ from probpath.metrics.precision_recall import PrecisionRecall, precision_recall
 from probpath.metrics.sliced import sliced_wasserstein, wasserstein_1d
 
 __all__ = [
+    "FeatureExtractor",
     "NLLResult",
     "PrecisionRecall",
     "bits_per_dim",
     "dataset_nll",
     "dequantize",
     "energy_distance",
+    "feature_frechet_distance",
+    "feature_precision_recall",
+    "fit_feature_extractor",
     "frechet_distance",
     "frechet_distance_gaussian",
     "median_bandwidth",

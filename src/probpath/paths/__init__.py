@@ -5,7 +5,14 @@ t = 0 data and t = 1 noise; diffusion, score SDEs and flow matching all live on 
 """
 
 from probpath.paths.affine import AffinePath, PathSample
-from probpath.paths.field import CountingField, Field, FunctionField, PathField, count_nfe
+from probpath.paths.field import (
+    ClippedField,
+    CountingField,
+    Field,
+    FunctionField,
+    PathField,
+    count_nfe,
+)
 from probpath.paths.oracle import GaussianMixtureOracle
 from probpath.paths.parameterization import Prediction, convert, from_x0_eps, to_x0_eps
 from probpath.paths.schedules import (
@@ -41,6 +48,7 @@ __all__ = [
     "Field",
     "PathField",
     "FunctionField",
+    "ClippedField",
     "CountingField",
     "count_nfe",
     "GaussianMixtureOracle",

@@ -373,9 +373,8 @@ class LinearSchedule(Schedule):
     def __call__(self, t):
         t = _as_t(t)
         s = self.sigma_min
-        return ScheduleValues(
-            1.0 - t, s + (1.0 - s) * t, -torch.ones_like(t), torch.full_like(t, 1.0 - s)
-        )
+        sigma = t if s == 0.0 else s + (1.0 - s) * t
+        return ScheduleValues(1.0 - t, sigma, torch.full_like(t, -1.0), torch.full_like(t, 1.0 - s))
 
     def t_from_log_snr(self, lam):
         r = torch.exp(0.5 * _as_t(lam))  # alpha / sigma

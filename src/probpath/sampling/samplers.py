@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from probpath.paths.field import Field, count_nfe
+from probpath.paths.field import ClippedField, Field, count_nfe
 from probpath.sampling.ode import (
     sample_adaptive,
     sample_dpm_solver_1,
@@ -96,6 +96,7 @@ def sample_path(
     callback=None,
     t_min: float | None = None,
     final_zero: bool = True,
+    clip_x0: tuple[float, float] | None = None,
     **options,
 ) -> SampleOutput:
     """Draw samples from ``field``: prior noise at ``t_max``, then ``sampler`` along a grid.
@@ -112,6 +113,9 @@ def sample_path(
         x_init: start from this ``x`` at ``ts[0]`` instead of a prior draw.
         cond: conditioning passed to the field.
         t_min, final_zero: see :func:`~probpath.sampling.timesteps.make_grid`.
+        clip_x0: ``(low, high)``: clamp every data prediction ``x0_hat`` to the data range
+            (:class:`~probpath.paths.field.ClippedField`; diffusers' ``clip_sample``). Off by
+            default; it keeps ODE samplers of short-trained eps-networks in range.
         **options: sampler options (``eta``, ``churn``, ``snr``, ``rtol``, ...).
 
     Returns:
@@ -134,6 +138,10 @@ def sample_path(
         ts = check_grid(grid, "grid")
     if x_init is None:
         x_init = path.prior_sample(shape, generator=generator, device=device, dtype=dtype)
+    if clip_x0 is not None:
+        if not isinstance(clip_x0, list | tuple) or len(clip_x0) != 2:
+            raise ValueError(f"clip_x0 must be a pair (low, high), e.g. (-1, 1); got {clip_x0!r}")
+        field = ClippedField(field, *clip_x0)
     counted = count_nfe(field)
     x = SAMPLERS[sampler](
         counted, x_init, ts, generator=generator, callback=callback, cond=cond, **options

@@ -56,10 +56,16 @@ class DiffusionModel(PathModel):
         sampler, steps: default sampler: ancestral sampling (Eq. 39, ``sigma_t^2 = beta_t``)
             on a 100-step log-SNR grid; the full chain is
             ``sample(n, steps=num_steps, grid="uniform")``. ODE solvers such as
-            ``sampler="dpmpp_2m", steps=20`` need far fewer evaluations but are sensitive to
-            noise-prediction errors at low SNR (``x0_hat = (x - sigma eps_hat) / alpha`` with
-            ``alpha(1) = 0.006``): after short training they drift where the stochastic
-            sampler does not (see ``benchmarks/README.md``).
+            ``sampler="dpmpp_2m", steps=20`` need far fewer evaluations, but with
+            ``prediction="eps"`` they amplify the network's error at high noise: near
+            ``t = 1`` the exact ``eps`` is almost ``x / sigma`` (Jacobian ≈ identity), a
+            short-trained MLP's Jacobian is off by ±30 %, and along the flow
+            ``d x_tilde / d sigma_tilde = eps_hat`` that error grows as a power of
+            ``sigma / alpha`` (~160 -> 1 on this schedule; see
+            ``tests/sampling/test_ddpm_ode_regression.py``). Stochastic samplers add fresh
+            noise each step and do not compound it. Remedies: ``prediction="v"`` (catalog
+            ``ddpm-v``; its high-noise target is nearly ``x``-free), or clamp ``x0_hat`` to
+            the data range with ``sample(..., clip_x0=(-1, 1))``.
         sampler_options: more default sampler options.
         likelihood_steps, likelihood_trace: see :class:`PathModel`.
 

@@ -68,28 +68,57 @@ class AffineCoupling(Transform):
     (data -> base) direction, so ``log|det ∂z/∂x| = Σ s``; the generative direction is
     ``x_b = (z_b − t) · exp(−s)``. ``s = scale_bound · tanh(·/scale_bound)`` is softly
     bounded. (Parameterising the cheap density direction, as zuko and Glow do, trains
-    faster than shifting before scaling.) ``mask`` marks the kept coordinates ``a`` (1).
+    faster than shifting before scaling.)
+
+    ``mask`` (shape ``(d,)``) marks the kept coordinates ``a`` (True / 1). The conditioner
+    sees only ``x_a`` (``d_a`` inputs) and returns ``s, t`` for ``x_b`` only (``2 d_b``
+    outputs); when ``a`` is the first or last block of coordinates the split is two slices
+    and a concatenation, otherwise an index gather and scatter.
     """
 
     def __init__(self, mask: torch.Tensor, hidden: Sequence[int], scale_bound: float = 3.0):
         super().__init__()
-        self.register_buffer("mask", mask.float())
-        d = mask.numel()
-        self.net = MLP(d, 2 * d, hidden, act="relu")
+        mask = torch.as_tensor(mask).bool().flatten()
+        d_a = int(mask.sum())
+        if not 0 < d_a < mask.numel():
+            raise ValueError("mask must keep at least one and transform at least one coordinate")
+        kept, free = mask.nonzero().flatten(), (~mask).nonzero().flatten()
+        self.register_buffer("kept", kept)
+        self.register_buffer("free", free)
+        # Contiguous split: a = x[:, :d_a] (kept_first) or a = x[:, d - d_a:].
+        contiguous = bool((kept.diff() == 1).all()) and bool((free.diff() == 1).all())
+        self._slices = contiguous
+        self._kept_first = bool(kept[0] == 0)
+        self.net = MLP(d_a, 2 * free.numel(), hidden, act="relu")
         self.scale_bound = scale_bound
+
+    def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self._slices:
+            return x[:, self.kept], x[:, self.free]
+        d_a = self.kept.numel()
+        if self._kept_first:
+            return x[:, :d_a], x[:, d_a:]
+        return x[:, x.shape[1] - d_a :], x[:, : x.shape[1] - d_a]
+
+    def _join(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if self._slices:
+            return torch.cat((a, b) if self._kept_first else (b, a), dim=1)
+        out = a.new_empty(a.shape[0], a.shape[1] + b.shape[1])
+        return out.index_copy(1, self.kept, a).index_copy(1, self.free, b)
 
     def _st(self, kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         s, t = self.net(kept).chunk(2, dim=1)
-        free = 1 - self.mask
-        return self.scale_bound * torch.tanh(s / self.scale_bound) * free, t * free
+        return self.scale_bound * torch.tanh(s / self.scale_bound), t
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        s, t = self._st(z * self.mask.to(z.dtype))
-        return (z - t) * torch.exp(-s), -s.sum(1)
+        a, b = self._split(z)
+        s, t = self._st(a)
+        return self._join(a, (b - t) * torch.exp(-s)), -s.sum(1)
 
     def inverse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        s, t = self._st(x * self.mask.to(x.dtype))
-        return x * s.exp() + t, s.sum(1)
+        a, b = self._split(x)
+        s, t = self._st(a)
+        return self._join(a, torch.addcmul(t, b, s.exp())), s.sum(1)
 
 
 class RealNVP(FlowModel):
