@@ -11,9 +11,16 @@ import pytest
 import torch
 from scipy.stats import multivariate_normal
 
-from probpath import compare
 from probpath.catalog import CATALOG, build_model
-from probpath.compare import DataSpace, nll_of, run_compare, sampling_nfe, select_entries
+from probpath.compare import (
+    DataSpace,
+    TrainOutcome,
+    nll_of,
+    run_compare,
+    sampling_nfe,
+    select_entries,
+)
+from probpath.compare import job as compare_job
 from probpath.data import load_dataset
 from probpath.data.dataset import Dataset
 from probpath.metrics import dequantize
@@ -147,14 +154,14 @@ def test_select_entries_skips_models_that_cannot_take_the_data():
 
 
 def test_a_failing_model_gets_a_failed_row_and_the_job_goes_on(tmp_path, monkeypatch):
-    real = compare.train_model
+    real = compare_job.train_model
 
     def flaky(model, train, **kw):
         if type(model).__name__ != "GaussianMLE":
             raise RuntimeError("boom")
         return real(model, train, **kw)
 
-    monkeypatch.setattr(compare, "train_model", flaky)
+    monkeypatch.setattr(compare_job, "train_model", flaky)
     names = ["gaussian"] + [e.name for e in CATALOG if e.name != "gaussian"][:1]
     data = load_dataset("moons", n=200)
     result = run_compare(names, data, steps=2, out_dir=None, n_eval=20, verbose=False)
@@ -173,12 +180,12 @@ def test_quick_shares_the_training_budget_equally(monkeypatch):
     def record(model, train, *, time_budget=None, **kw):
         budgets.append(time_budget)
         model.eval()
-        return compare.TrainOutcome(model, 0.0, 0)
+        return TrainOutcome(model, 0.0, 0)
 
-    monkeypatch.setattr(compare, "train_model", record)
+    monkeypatch.setattr(compare_job, "train_model", record)
     data = load_dataset("moons", n=100)
     result = run_compare(neural[:2], data, quick=True, out_dir=None, n_eval=10, verbose=False)
-    share = compare.QUICK_TRAIN_BUDGET / 2
+    share = compare_job.QUICK_TRAIN_BUDGET / 2
     assert result.settings["quick_budget_per_model"] == pytest.approx(share)
     assert budgets == [pytest.approx(share), pytest.approx(share)]
 

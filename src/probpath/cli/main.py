@@ -256,7 +256,7 @@ def fit(
     from probpath.catalog import build_model, get_entry
     from probpath.cli.options import merge_options, parse_extra_args, parse_set_options
     from probpath.cli.rundir import check_output_dir
-    from probpath.compare import DataSpace, _fits, resolve_device
+    from probpath.compare import DataSpace, resolve_device, unfit_reason
     from probpath.training.distributed import is_main_process
 
     def prepare():
@@ -271,7 +271,7 @@ def fit(
             raise _BadInput(f"--holdout must be in [0, 1), got {holdout}")
         dev = resolve_device(device)
         dataset = _load_data(data, n, seed)
-        why = _fits(entry, dataset)
+        why = unfit_reason(entry, dataset)
         if why is not None:
             raise _BadInput(f"model {entry.name!r} {why}; pick another model or data set")
         train = dataset
@@ -645,7 +645,7 @@ def evaluate(
 
       probpath evaluate runs/ddpm --data checkerboard --metrics nll,swd --json
     """
-    from probpath.compare import METRICS, DataSpace, _fits, evaluate_model, resolve_device
+    from probpath.compare import METRICS, DataSpace, evaluate_model, resolve_device, unfit_reason
 
     def prepare():
         chosen = [m.strip() for m in metrics.split(",") if m.strip()]
@@ -677,7 +677,7 @@ def evaluate(
             from probpath.catalog import entry_for_class
 
             entry = entry_for_class(type(loaded).__name__)
-            why = _fits(entry, test)
+            why = unfit_reason(entry, test)
             if why is not None:
                 raise _BadInput(f"model {entry.name!r} {why}")
             space = DataSpace.for_entry(test, entry.data)

@@ -1,0 +1,236 @@
+"""Models in a comparison: device, selection (which catalog entries fit the data), training
+under a shared budget, and sampling with a timed, counted call."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from probpath.catalog import CATALOG, CatalogEntry, get_entry
+from probpath.compare.space import DataSpace, dequantize_held_out
+from probpath.data.dataset import Dataset
+
+__all__ = [
+    "TrainOutcome",
+    "draw_samples",
+    "model_device_dtype",
+    "resolve_device",
+    "sampling_nfe",
+    "select_entries",
+    "train_model",
+    "unfit_reason",
+]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA if available else CPU; raises ``ValueError`` for unusable devices.
+
+    The Trainer's rule (``training.distributed.resolve_device``: a bare ``cuda`` is this
+    process's GPU under torchrun), plus a check that a given GPU index exists.
+    """
+    from probpath.training.distributed import resolve_device as trainer_device
+
+    dev = trainer_device(str(device), int(os.environ.get("LOCAL_RANK", "0") or 0))
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(
+            f"device {device!r} does not exist ({torch.cuda.device_count()} CUDA device(s))"
+        )
+    return dev
+
+
+def unfit_reason(entry: CatalogEntry, dataset: Dataset) -> str | None:
+    """Why ``entry`` cannot run on ``dataset`` (``None`` if it can)."""
+    space = DataSpace.for_entry(dataset, entry.data)
+    if not entry.accepts(space.model_event_shape):
+        return f"takes {entry.data} data, the data set has shape {dataset.event_shape}"
+    if getattr(entry.cls, "capabilities", None) is None:
+        return "declares no capabilities"
+    if entry.cls.capabilities.conditional and (dataset.y is None or dataset.num_classes < 1):
+        return "is conditional and the data set has no labels"
+    return None
+
+
+def select_entries(models: Sequence[str] | None, dataset: Dataset) -> list[CatalogEntry]:
+    """The catalog entries to compare on ``dataset``.
+
+    ``None`` selects every entry with ``in_compare=True`` that can take the data (others
+    are skipped silently); explicit names must exist and fit the data (``ValueError``
+    otherwise, naming the model and the reason).
+    """
+    if models is None:
+        return [e for e in CATALOG if e.in_compare and unfit_reason(e, dataset) is None]
+    names = list(models)
+    if not names:
+        raise ValueError("no models given; pass names such as --models gaussian,gmm")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"model(s) {dupes} listed twice; list each model once")
+    entries = [get_entry(n) for n in names]
+    for e in entries:
+        why = unfit_reason(e, dataset)
+        if why is not None:
+            raise ValueError(f"model {e.name!r} {why}; leave it out of --models")
+    return entries
+
+
+@dataclass
+class TrainOutcome:
+    """What :func:`train_model` returns.
+
+    Attributes:
+        model: the model to evaluate (the EMA copy when it has forgotten its initialisation).
+        seconds: wall time of training / fitting.
+        steps: optimizer steps (``None`` for estimators).
+        final_loss: last logged training loss, if any.
+        used_ema: whether ``model`` is the EMA copy.
+        run_dir: the Trainer's run directory (``None`` when nothing was written).
+    """
+
+    model: Any
+    seconds: float
+    steps: int | None = None
+    final_loss: float | None = None
+    used_ema: bool = False
+    run_dir: Path | None = None
+
+
+def train_model(
+    model,
+    train: Dataset,
+    *,
+    space: DataSpace,
+    steps: int | None = None,
+    time_budget: float | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    batch_size: int | None = None,
+    lr: float | None = None,
+    out_dir: str | Path | None = None,
+    quick: bool = False,
+    resume: str | Path | None = None,
+) -> TrainOutcome:
+    """Fit ``model`` on ``train`` (original space; mapped through ``space`` here).
+
+    Estimators are fitted with ``fit`` on one seeded dequantised draw of the data (float64);
+    neural models are trained by the shared Trainer (which dequantises every batch of
+    discrete data afresh); ``resume`` continues a Trainer run from its last checkpoint.
+    """
+    device = resolve_device(device)
+    caps = model.capabilities
+    if caps.estimator:
+        x = space.to_model(dequantize_held_out(train.x.double(), space, seed)).to(device)
+        t0 = time.perf_counter()
+        model.fit(x)
+        seconds = time.perf_counter() - t0
+        if out_dir is not None:
+            model.save(out_dir)
+        return TrainOutcome(model, seconds, run_dir=None if out_dir is None else Path(out_dir))
+
+    from probpath.training import TrainConfig, Trainer
+
+    options: dict[str, Any] = {
+        "steps": steps,
+        "time_budget": time_budget,
+        "seed": seed,
+        "device": str(device),
+        "out_dir": None if out_dir is None else str(out_dir),
+        "progress": "off",
+    }
+    if batch_size is not None:
+        options["batch_size"] = batch_size
+    if lr is not None:
+        options["lr"] = lr
+    if quick:
+        options.update(warmup_steps=10, ema_decay=0.99, log_every=10)
+    config = TrainConfig(**_known_fields(TrainConfig, options))
+    t0 = time.perf_counter()
+    result = Trainer(config).fit(model, space.model_dataset(train), resume=resume)
+    seconds = float(getattr(result, "seconds", None) or time.perf_counter() - t0)
+    n_steps = int(result.steps)
+    final_loss = None
+    history = getattr(result, "history", None) or []
+    for record in reversed(history):
+        if isinstance(record, dict) and "loss" in record:
+            final_loss = float(record["loss"])
+            break
+    trained, used_ema = result.model, False
+    ema = getattr(result, "ema_model", None)
+    decay = getattr(config, "ema_decay", None)
+    # Without the EMA warm-up the copy still carries decay**steps of the random
+    # initialisation: use it only once that weight is below 1 %.
+    warm = getattr(config, "ema_warmup", False)
+    if ema is not None and decay is not None and (warm or decay**n_steps < 0.01):
+        trained, used_ema = ema, True
+    trained.eval()
+    return TrainOutcome(trained, seconds, n_steps, final_loss, used_ema, result.run_dir)
+
+
+def _known_fields(cls, options: dict[str, Any]) -> dict[str, Any]:
+    """Drop options a dataclass does not declare (the Trainer's config may be smaller)."""
+    names = set(getattr(cls, "__dataclass_fields__", {}))
+    return {k: v for k, v in options.items() if not names or k in names}
+
+
+def sampling_nfe(model) -> int | None:
+    """Network evaluations per sample of the model's default sampler, as the model reports.
+
+    The documented hook is ``model.sampling_nfe`` (an ``int`` attribute or property; a
+    zero-argument method also works). One-step models (``capabilities.one_step``) give 1.
+    ``None`` means unknown — the table prints "—" rather than guess.
+    """
+    value = getattr(model, "sampling_nfe", None)
+    if callable(value):
+        value = value()
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return int(value)
+    if getattr(model.capabilities, "one_step", False):
+        return 1
+    return None
+
+
+def model_device_dtype(model) -> tuple[torch.device, torch.dtype]:
+    if isinstance(model, torch.nn.Module):
+        for p in list(model.parameters()) + list(model.buffers()):
+            if p.is_floating_point():
+                return p.device, p.dtype
+        return torch.device("cpu"), torch.float32
+    for v in vars(model).values():
+        if isinstance(v, torch.Tensor) and v.is_floating_point():
+            return v.device, v.dtype
+    return torch.device("cpu"), torch.float64
+
+
+def draw_samples(
+    model,
+    n: int,
+    *,
+    cond: torch.Tensor | None = None,
+    seed: int = 0,
+    **options: Any,
+) -> tuple[torch.Tensor, float]:
+    """``model.sample(n, ...)`` with a seeded generator on the model's device.
+
+    Returns ``(samples, seconds)``; ``options`` (e.g. ``sampler``, ``steps``) are passed only
+    when given.
+    """
+    device, _ = model_device_dtype(model)
+    g = torch.Generator(device=device).manual_seed(seed)
+    kwargs = {k: v for k, v in options.items() if v is not None}
+    if cond is not None:
+        kwargs["cond"] = cond.to(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        out = model.sample(n, generator=g, **kwargs)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - t0
+    out = getattr(out, "x", out)  # tolerate a typed output with the samples in ``.x``
+    return out.detach(), seconds

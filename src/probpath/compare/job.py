@@ -1,0 +1,405 @@
+"""The main job, :func:`run_compare`: train, sample and score every selected model on one
+split, write the tables and the sample grid."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from probpath.catalog import CatalogEntry, build_model
+from probpath.compare.evaluation import nll_of, sample_metrics
+from probpath.compare.fitting import (
+    draw_samples,
+    resolve_device,
+    sampling_nfe,
+    select_entries,
+    train_model,
+)
+from probpath.compare.space import DataSpace, dequantize_held_out
+from probpath.compare.table import (
+    CompareResult,
+    CompareRow,
+    csv_text,
+    fmt_value,
+    format_markdown,
+    nll_cell,
+)
+from probpath.core.serialization import atomic_write_bytes
+from probpath.data.dataset import Dataset
+from probpath.metrics import median_bandwidth
+
+__all__ = ["QUICK_TRAIN_BUDGET", "run_compare", "samples_grid"]
+
+#: Seconds of training shared equally by the neural models in ``compare --quick``.
+QUICK_TRAIN_BUDGET = 100.0
+#: Whole-job target for ``--quick`` (start-up excluded); the per-model share shrinks to keep it.
+_QUICK_DEADLINE = 160.0
+
+
+def _finite_or_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
+def _load(dataset: Dataset | str, seed: int) -> Dataset:
+    if isinstance(dataset, Dataset):
+        return dataset
+    from probpath.data import load_dataset
+
+    return load_dataset(str(dataset), seed=seed)
+
+
+def _say(message: str, verbose: bool) -> None:
+    if verbose:
+        print(message, file=sys.stderr, flush=True)
+
+
+def run_compare(
+    models: Sequence[str] | None,
+    dataset: Dataset | str = "digits",
+    *,
+    steps: int | None = None,
+    time_budget: float | None = None,
+    quick: bool = False,
+    out_dir: str | Path | None = "runs/compare",
+    seed: int = 0,
+    device: str = "auto",
+    n_eval: int | None = None,
+    n_nll: int | None = None,
+    test_fraction: float = 0.2,
+    verbose: bool = True,
+    figure: bool = True,
+) -> CompareResult:
+    """Train every selected model on the same split under the same budget and compare them.
+
+    Args:
+        models: catalog names, or ``None`` for every ``in_compare`` model that fits the data.
+        dataset: a :class:`Dataset`, or a name / path for :func:`probpath.data.load_dataset`.
+        steps: optimizer steps per neural model (whichever of steps / time comes first).
+        time_budget: training seconds per neural model.
+        quick: use each entry's ``quick_kwargs``, share :data:`QUICK_TRAIN_BUDGET` seconds
+            equally among the neural models (unless ``steps`` / ``time_budget`` are given)
+            and evaluate on at most 256 held-out points.
+        out_dir: where ``table.md``, ``table.csv``, ``table.json`` and ``samples.png`` go
+            (created only once everything ran); ``None`` writes nothing.
+        seed: seeds the split, the models, training, sampling and the metrics.
+        device: "auto", "cpu" or "cuda[:i]".
+        n_eval: held-out points scored and samples drawn per model (default 256 quick,
+            else 1000; at most the test split).
+        n_nll: held-out points whose NLL is computed, the first ``n_nll`` of the ``n_eval``
+            (default 64 quick — ODE likelihoods are the costly part — else ``n_eval``).
+        test_fraction: share of the data held out.
+        verbose: print one progress line per model to stderr.
+        figure: draw ``samples.png``.
+
+    Returns:
+        A :class:`CompareResult`; a model that fails is reported in its row's ``status``
+        and the job goes on.
+
+    Raises:
+        ValueError: unknown model, a model that cannot take the data, bad budget or device
+            (raised before anything is trained or written).
+    """
+    if steps is not None and (isinstance(steps, bool) or int(steps) < 1):
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if time_budget is not None and not float(time_budget) > 0:
+        raise ValueError(f"time_budget must be positive seconds, got {time_budget!r}")
+    if n_eval is not None and (isinstance(n_eval, bool) or int(n_eval) < 2):
+        raise ValueError(f"n_eval must be an integer >= 2, got {n_eval!r}")
+    if n_nll is not None and (isinstance(n_nll, bool) or int(n_nll) < 1):
+        raise ValueError(f"n_nll must be a positive integer, got {n_nll!r}")
+    dev = resolve_device(device)
+    start = time.perf_counter()
+    data = _load(dataset, seed)
+    entries = select_entries(models, data)
+    if not entries:
+        raise ValueError(
+            f"no catalog model can take data of shape {data.event_shape}; pass --models"
+        )
+    train, test = data.split(test_fraction, seed=seed)
+    n_eval = min(int(n_eval or (256 if quick else 1000)), len(test))
+    test = test.subset(torch.arange(n_eval))
+    n_nll = min(int(n_nll or (64 if quick else n_eval)), n_eval)
+    probe = DataSpace.for_entry(data)
+    reference = dequantize_held_out(test.x.double(), probe, seed + 1)
+    bandwidth = median_bandwidth(reference)
+    unit = "bits/dim" if probe.bin_width is not None else "nats/dim"
+    neural = [e for e in entries if not e.cls.capabilities.estimator]
+    fixed_budget = time_budget
+    if quick and steps is None and time_budget is None:
+        base = QUICK_TRAIN_BUDGET / max(1, len(neural))
+    else:
+        base = None
+
+    rows: list[CompareRow] = []
+    figure_samples: dict[str, torch.Tensor] = {}
+    job = _Job(train, test, reference, bandwidth, dev, seed, steps, quick, n_nll, figure_samples)
+    overheads: list[float] = []
+    remaining_neural = len(neural)
+    _say(
+        f"compare: {len(entries)} models on {data.name} ({len(train)} train / {len(test)} "
+        f"held out) on {dev}" + (f", {base:.1f} s of training each" if base else ""),
+        verbose,
+    )
+    for i, entry in enumerate(entries, 1):
+        caps = entry.cls.capabilities
+        row = CompareRow(entry.name, caps.route, caps.section, nll_unit=unit)
+        t_model = time.perf_counter()
+        budget = fixed_budget
+        if base is not None and not caps.estimator:
+            # Equal shares; shrink them only if evaluation overheads threaten the deadline.
+            left = _QUICK_DEADLINE - (time.perf_counter() - start)
+            per_overhead = sum(overheads) / len(overheads) if overheads else 2.0
+            avail = (left - per_overhead * (len(entries) - i + 1)) / max(1, remaining_neural)
+            budget = max(0.5, min(base, avail))
+        try:
+            row = _compare_one(entry, row, job, budget)
+        except Exception as exc:  # one broken model must not sink the whole comparison
+            msg = " ".join(str(exc).split()) or type(exc).__name__
+            row.status = f"failed: {type(exc).__name__}: {msg[:120]}"
+        if not caps.estimator:
+            remaining_neural -= 1
+        elapsed = time.perf_counter() - t_model
+        overheads.append(max(0.0, elapsed - (row.train_seconds or 0.0)))
+        rows.append(row)
+        _say(_progress_line(i, len(entries), row, elapsed), verbose)
+
+    notes = _notes(probe, bandwidth, steps, time_budget, base, len(test), n_nll)
+    result = CompareResult(
+        rows=rows,
+        dataset=data.name,
+        n_train=len(train),
+        n_test=len(test),
+        dim=probe.dim,
+        settings={
+            "models": [e.name for e in entries],
+            "steps": steps,
+            "time_budget": time_budget,
+            "quick_budget_per_model": base,
+            "quick": quick,
+            "seed": seed,
+            "device": str(dev),
+            "n_eval": n_eval,
+            "n_nll": n_nll,
+            "test_fraction": test_fraction,
+            "mmd_bandwidth": bandwidth,
+            "nll_unit": unit,
+        },
+        notes=notes,
+    )
+    result.markdown = format_markdown(result)
+    if out_dir is not None:
+        _write_outputs(result, Path(out_dir), figure_samples, test, figure)
+    _say(f"compare: done in {time.perf_counter() - start:.1f} s", verbose)
+    return result
+
+
+@dataclass
+class _Job:
+    """What every model of one comparison shares."""
+
+    train: Dataset
+    test: Dataset
+    reference: torch.Tensor  # held-out data, dequantised once, original space
+    bandwidth: float
+    device: torch.device
+    seed: int
+    steps: int | None
+    quick: bool
+    n_nll: int
+    figure_samples: dict[str, torch.Tensor]
+
+
+def _compare_one(
+    entry: CatalogEntry, row: CompareRow, job: _Job, budget: float | None
+) -> CompareRow:
+    caps = entry.cls.capabilities
+    space = DataSpace.for_entry(job.train, entry.data)
+    torch.manual_seed(job.seed)
+    model = build_model(
+        entry,
+        space.model_event_shape,
+        job.train.num_classes if caps.conditional else None,
+        quick=job.quick,
+    )
+    outcome = train_model(
+        model,
+        job.train,
+        space=space,
+        steps=job.steps,
+        time_budget=budget,
+        seed=job.seed,
+        device=job.device,
+        quick=job.quick,
+    )
+    model = outcome.model
+    row.train_seconds = outcome.seconds
+    row.train_steps = outcome.steps
+    n = len(job.test)
+    cond = job.test.y if caps.conditional else None
+    samples, seconds = draw_samples(model, n, cond=cond, seed=job.seed + 2)
+    row.sample_seconds_per_1k = seconds * 1000.0 / n
+    row.nfe = sampling_nfe(model)
+    samples = space.to_data(samples.double().cpu())
+    job.figure_samples[entry.name] = samples[:64]
+    k = job.n_nll
+    nll = nll_of(model, job.reference[:k], space, cond=None if cond is None else cond[:k])
+    row.nll, row.nll_unit, row.nll_kind, row.nll_note = nll.value, nll.unit, nll.kind, nll.note
+    scores = sample_metrics(samples, job.reference, bandwidth=job.bandwidth, seed=job.seed)
+    row.mmd, row.swd, row.energy = scores["mmd"], scores["swd"], scores["energy"]
+    return row
+
+
+def _progress_line(i: int, n: int, row: CompareRow, elapsed: float) -> str:
+    if row.status != "ok":
+        return f"[{i}/{n}] {row.model:<16} {row.status} ({elapsed:.1f} s)"
+    steps = "fit" if row.train_steps is None else f"{row.train_steps} steps"
+    return (
+        f"[{i}/{n}] {row.model:<16} train {row.train_seconds:6.2f} s ({steps}), "
+        f"NLL {nll_cell(row)}, SW2 {fmt_value(row.swd)}, total {elapsed:.1f} s"
+    )
+
+
+def _notes(
+    space: DataSpace,
+    bandwidth: float,
+    steps: int | None,
+    time_budget: float | None,
+    base: float | None,
+    n_test: int,
+    n_nll: int,
+) -> list[str]:
+    notes = []
+    if base is not None:
+        notes.append(
+            f"Budget: --quick, {QUICK_TRAIN_BUDGET:.0f} s of training shared equally by the "
+            f"neural models (≤ {base:.1f} s each; less if evaluation ran late), each entry's "
+            "quick configuration; estimators run `fit` to convergence."
+        )
+    else:
+        parts = []
+        if steps is not None:
+            parts.append(f"{steps} steps")
+        if time_budget is not None:
+            parts.append(f"{time_budget:g} s")
+        spec = " or ".join(parts) if parts else "the Trainer's default steps"
+        notes.append(f"Budget: {spec} per neural model (whichever first); estimators run `fit`.")
+    if space.value_range is not None:
+        notes.append(
+            f"Models see the data scaled from {list(space.value_range)} to [-1, 1] (vector "
+            "models flattened); all scores are computed in the original space, flattened."
+        )
+    if space.discrete:
+        notes.append(
+            f"Discrete data ({space.n_levels} levels): uniform dequantisation; NLL in bits/dim "
+            f"with bin width {space.bin_width:g} (an upper bound on the discrete NLL), "
+            "including the log-Jacobian of the scaling. Distances use the same dequantised "
+            f"held-out draw. NLL on the first {n_nll} held-out points."
+        )
+    else:
+        notes.append(f"NLL in nats/dim on the first {n_nll} held-out points.")
+    notes.append(
+        "NLL kind: exact = exact log-density; bound = from a lower bound on log p (ELBO), "
+        "so the true NLL is lower; none = the model defines no density."
+    )
+    notes.append(
+        f"[a] unbiased MMD² with the Gaussian kernel exp(-|x-y|²/(2h²)), h = {bandwidth:.4g} "
+        f"(median pairwise distance of the held-out data, fixed for all models); "
+        f"{n_test} samples vs {n_test} held-out points."
+    )
+    notes.append(
+        "[b] sliced Wasserstein-2 (random projections, seeded, the same for every model). "
+        "[c] energy distance 2E|X-Y| - E|X-X'| - E|Y-Y'|."
+    )
+    notes.append(
+        "NFE / sample: network evaluations per sample as reported by the model "
+        "(`sampling_nfe`), 1 for one-step models, — when the model does not report it."
+    )
+    return notes
+
+
+def _write_outputs(
+    result: CompareResult,
+    out_dir: Path,
+    figure_samples: dict[str, torch.Tensor],
+    test: Dataset,
+    figure: bool,
+) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {
+        "table.md": result.markdown.encode(),
+        "table.csv": csv_text(result.rows).encode(),
+        "table.json": (
+            json.dumps(
+                {
+                    **result.to_dict(),
+                    "rows": [_finite_or_none(asdict(r)) for r in result.rows],
+                },
+                indent=2,
+                allow_nan=False,
+            )
+            + "\n"
+        ).encode(),
+    }
+    for name, data in files.items():
+        result.files[name] = atomic_write_bytes(out_dir / name, data)
+    if figure and figure_samples:
+        path = out_dir / "samples.png"
+        result.files["samples.png"] = samples_grid(
+            figure_samples, test.x[:64].double(), path, value_range=test.value_range
+        )
+    result.out_dir = out_dir
+
+
+def samples_grid(
+    models_samples: dict[str, torch.Tensor],
+    data: torch.Tensor,
+    path: str | Path,
+    *,
+    value_range: tuple[float, float] | None = None,
+    panel_size: float = 2.6,
+) -> Path:
+    """The held-out data and each model's samples as a grid of panels, saved to ``path``.
+
+    All panels share one view: the data's axis limits for 2-D data, the data's value range
+    for images, the data's first two principal axes for other vectors.
+
+    Args:
+        models_samples: ``{name: (n, *event_shape) samples}`` in the data's space.
+        data: ``(m, *event_shape)`` reference data.
+        path: output image file (written atomically).
+        value_range: pixel range of image data.
+        panel_size: inches per panel.
+    """
+    from matplotlib.figure import Figure
+
+    from probpath.plotting import plot_samples, save_figure
+
+    shape = tuple(data.shape[1:])
+    flat = data.reshape(len(data), -1).double()
+    lim = projection = None
+    if flat.shape[1] == 2 and len(shape) == 1:
+        low, high = float(flat.min()), float(flat.max())
+        pad = 0.1 * (high - low) + 1e-3
+        lim = (low - pad, high + pad)
+    elif flat.shape[1] > 2 and len(shape) != 3:
+        mean = flat.mean(0)
+        _, _, vt = torch.linalg.svd(flat - mean, full_matrices=False)
+        projection = (mean.numpy(), vt[:2].T.numpy())
+    panels = {"held-out data": data, **models_samples}
+    ncols = min(len(panels), 6)
+    nrows = math.ceil(len(panels) / ncols)
+    fig = Figure(figsize=(panel_size * ncols, panel_size * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).reshape(-1)
+    for ax, (title, x) in zip(axes, panels.items()):
+        plot_samples(ax, x, shape, title, lim=lim, value_range=value_range, projection=projection)
+    for ax in axes[len(panels) :]:
+        ax.set_axis_off()
+    return save_figure(fig, path)

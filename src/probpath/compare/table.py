@@ -1,0 +1,127 @@
+"""The comparison table: one :class:`CompareRow` per model, Markdown and CSV output."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CompareResult", "CompareRow", "csv_text", "fmt_value", "format_markdown", "nll_cell"]
+
+
+@dataclass
+class CompareRow:
+    """One model's line of the table (``None`` = not measured; ``status`` explains failures)."""
+
+    model: str
+    route: str
+    section: str
+    nfe: int | None = None
+    train_seconds: float | None = None
+    train_steps: int | None = None
+    sample_seconds_per_1k: float | None = None
+    nll: float | None = None
+    nll_unit: str = "nats/dim"
+    nll_kind: str = "none"
+    nll_note: str = ""
+    mmd: float | None = None
+    swd: float | None = None
+    energy: float | None = None
+    status: str = "ok"
+
+
+@dataclass
+class CompareResult:
+    """Everything ``run_compare`` measured, plus where it wrote the files."""
+
+    rows: list[CompareRow]
+    dataset: str
+    n_train: int
+    n_test: int
+    dim: int
+    settings: dict[str, Any]
+    notes: list[str]
+    markdown: str = ""
+    out_dir: Path | None = None
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (``table.json``)."""
+        return {
+            "dataset": self.dataset,
+            "n_train": self.n_train,
+            "n_test": self.n_test,
+            "dim": self.dim,
+            "settings": self.settings,
+            "notes": self.notes,
+            "rows": [asdict(r) for r in self.rows],
+        }
+
+
+def fmt_value(v: float | None, digits: int = 4) -> str:
+    if v is None:
+        return "—"
+    if not math.isfinite(v):
+        return "nan"
+    if v != 0 and (abs(v) < 10 ** -(digits - 1) or abs(v) >= 1e5):
+        return f"{v:.{digits - 1}e}"
+    return f"{v:.{digits}g}" if abs(v) >= 1 else f"{v:.{digits}f}"
+
+
+def nll_cell(row: CompareRow) -> str:
+    if row.nll is None:
+        return f"none — {row.nll_note}" if row.nll_note else "none"
+    return f"{row.nll:.3f} ({row.nll_kind})"
+
+
+def format_markdown(result: CompareResult) -> str:
+    """The Markdown table plus footnotes (what ``table.md`` holds and stdout shows)."""
+    unit = result.settings.get("nll_unit", "nats/dim")
+    head = (
+        f"## probpath compare — {result.dataset} ({result.n_train} train / {result.n_test} "
+        f"held out, {result.dim} dims)\n\n"
+    )
+    cols = [
+        "model",
+        "route (survey §)",
+        "NFE / sample",
+        "train s (steps)",
+        "sample s / 1k",
+        f"NLL {unit} ↓",
+        "MMD² ↓ [a]",
+        "SW₂ ↓ [b]",
+        "energy ↓ [c]",
+    ]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in result.rows:
+        if r.status != "ok":
+            cells = [r.model, f"{r.route} {r.section}", r.status] + [""] * (len(cols) - 3)
+        else:
+            steps = "fit" if r.train_steps is None else str(r.train_steps)
+            cells = [
+                r.model,
+                f"{r.route} {r.section}",
+                "—" if r.nfe is None else str(r.nfe),
+                f"{fmt_value(r.train_seconds, 3)} ({steps})",
+                fmt_value(r.sample_seconds_per_1k, 3),
+                nll_cell(r),
+                fmt_value(r.mmd),
+                fmt_value(r.swd),
+                fmt_value(r.energy),
+            ]
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    notes = "\n".join(f"- {n}" for n in result.notes)
+    return head + "\n".join(lines) + "\n\n" + notes + "\n"
+
+
+def csv_text(rows: list[CompareRow]) -> str:
+    buf = io.StringIO()
+    names = list(CompareRow.__dataclass_fields__)
+    writer = csv.DictWriter(buf, fieldnames=names, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: "" if v is None else v for k, v in asdict(r).items()})
+    return buf.getvalue()
