@@ -1,0 +1,78 @@
+"""What the training loop shows while it runs: a progress bar (quiet when not a TTY) and
+periodic sample plots."""
+
+from __future__ import annotations
+
+import io
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from probpath.core.serialization import atomic_write_bytes
+
+__all__ = ["progress_bar", "save_sample_plot"]
+
+
+def progress_bar(total: int | None, initial: int, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc="train", file=sys.stderr, dynamic_ncols=True)
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def set_postfix(self, **kw) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def save_sample_plot(samples: torch.Tensor, event_shape, path: Path, step: int) -> None:
+    """Write a PNG of ``samples`` (probpath.plotting when present, a plain figure otherwise)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    title = f"samples at step {step}"
+    try:
+        from probpath.plotting import plot_samples
+    except ImportError:
+        plot_samples = None
+    if plot_samples is not None:
+        plot_samples(ax, samples, tuple(event_shape), title)
+    else:
+        _plain_plot(ax, samples, tuple(event_shape), title)
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _plain_plot(ax, samples: torch.Tensor, event_shape: tuple, title: str) -> None:
+    if len(event_shape) == 3:
+        c, h, w = event_shape
+        k = min(len(samples), 64)
+        cols = math.ceil(math.sqrt(k))
+        rows = math.ceil(k / cols)
+        grid = torch.zeros(c, rows * h, cols * w)
+        for i in range(k):
+            r, q = divmod(i, cols)
+            grid[:, r * h : (r + 1) * h, q * w : (q + 1) * w] = samples[i]
+        img = grid.permute(1, 2, 0).numpy()
+        ax.imshow(img[..., 0] if c == 1 else img.clip(0, 1), cmap="gray")
+        ax.axis("off")
+    else:
+        flat = samples.reshape(len(samples), -1).numpy()
+        ys = flat[:, 1] if flat.shape[1] > 1 else np.zeros(len(flat))
+        ax.scatter(flat[:, 0], ys, s=3, alpha=0.6)
+    ax.set_title(title)
