@@ -24,6 +24,7 @@ from probpath.core.validation import (
 )
 from probpath.likelihood.flows.base import standard_normal_log_prob
 from probpath.nn.time_mlp import TimeMLP
+from probpath.sampling.integrate import integrate
 from probpath.sampling.likelihood import LikelihoodResult, ode_log_prob
 
 __all__ = ["CNF"]
@@ -141,22 +142,16 @@ class CNF(Model):
         **options,
     ) -> torch.Tensor:
         """Draw ``z ~ N(0, I)`` and integrate the velocity from t = 1 back to t = 0."""
-        from torchdiffeq import odeint
-
         n = check_positive_int(n, "n")
         dtype = next(self.parameters()).dtype
         z = torch.randn(n, self.dim, generator=generator, dtype=dtype).to(self.device)
-        span = torch.tensor([1.0, 0.0], dtype=dtype, device=self.device)
         nfe = [0]
 
         def rhs(t, y):
             nfe[0] += 1
             return self.velocity(y, t.expand(n))
 
-        kwargs = {"method": "dopri5", "rtol": self.rtol, "atol": self.atol}
-        if self.solver_steps is not None:
-            kwargs = {"method": "rk4", "options": {"step_size": 1.0 / self.solver_steps}}
         with torch.no_grad():
-            x = odeint(rhs, z, span, **kwargs)[-1]
+            x = integrate(rhs, z, 1.0, 0.0, rtol=self.rtol, atol=self.atol, steps=self.solver_steps)
         self.sampling_nfe = nfe[0]
         return x.reshape(n, *self.event_shape)

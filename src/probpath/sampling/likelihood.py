@@ -16,6 +16,7 @@ dequantised data to :func:`probpath.metrics.bits_per_dim`.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ import torch
 
 from probpath.core.validation import check_choice, check_positive_int, check_tensor
 from probpath.paths.field import Field
-from probpath.sampling.ode import _step_to
+from probpath.sampling.integrate import integrate
 
 __all__ = ["LikelihoodResult", "ode_log_prob", "field_log_prob", "divergence"]
 
@@ -131,7 +132,6 @@ def ode_log_prob(
     Returns:
         :class:`LikelihoodResult`.
     """
-    from torchdiffeq import odeint
 
     x = check_tensor(x, "x", min_ndim=1)
     check_choice(trace, "trace", ("exact", "hutchinson"))
@@ -164,17 +164,10 @@ def ode_log_prob(
 
     zeros = torch.zeros(batch, dtype=x.dtype, device=x.device)
     state0 = (x, zeros) + ((zeros, zeros) if regularize else ())
-    span = torch.tensor([t0, t1], dtype=x.dtype, device=x.device)
-    kwargs = {"method": method, "rtol": rtol, "atol": atol, "options": _step_to(method, span)}
-    if steps is not None:  # fixed grid: rk4 steps exactly between the points of `span`
-        span = torch.linspace(t0, t1, steps + 1, dtype=x.dtype, device=x.device)
-        kwargs = {"method": "rk4"}
-    if differentiable:
-        sol = odeint(rhs, state0, span, **kwargs)
-    else:
-        with torch.no_grad():
-            sol = odeint(rhs, state0, span, **kwargs)
-    z, delta = sol[0][-1], sol[1][-1]
+    kwargs = {"method": method, "rtol": rtol, "atol": atol, "steps": steps}
+    with contextlib.nullcontext() if differentiable else torch.no_grad():
+        end = integrate(rhs, state0, float(t0), float(t1), **kwargs)
+    z, delta = end[0], end[1]
     prior = prior_log_prob(z)
     return LikelihoodResult(
         log_prob=prior + delta,
@@ -182,8 +175,8 @@ def ode_log_prob(
         delta_log_prob=delta,
         z=z,
         nfe=nfe[0],
-        kinetic=sol[2][-1] if regularize else None,
-        jacobian_frobenius=sol[3][-1] if regularize and trace == "hutchinson" else None,
+        kinetic=end[2] if regularize else None,
+        jacobian_frobenius=end[3] if regularize and trace == "hutchinson" else None,
     )
 
 

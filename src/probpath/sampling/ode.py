@@ -23,6 +23,7 @@ import torch
 
 from probpath.core.validation import check_tensor
 from probpath.paths.field import Field
+from probpath.sampling.integrate import integrate
 from probpath.sampling.timesteps import GridValues, check_grid
 
 __all__ = [
@@ -141,8 +142,6 @@ def sample_adaptive(
     Only the first and last network times of ``ts`` matter (plus the explicit final step to
     ``sigma = 0`` when ``ts`` ends there); the solver picks its own steps.
     """
-    from torchdiffeq import odeint
-
     x, ts, g = setup(field, x_init, ts)
     last = len(g) - 2 if g.sigma[-1] == 0.0 else len(g) - 1
     if last > 0:
@@ -152,24 +151,13 @@ def sample_adaptive(
             y = y.reshape(shape)
             return field.velocity(y, float(t), cond)
 
-        span = torch.tensor([g.t[0], g.t[last]], dtype=x.dtype, device=x.device)
-        # step_t: end the last step exactly at t_min (no stage beyond it, where sigma -> 0)
-        x = odeint(
-            rhs, x, span, method=method, rtol=rtol, atol=atol, options=_step_to(method, span)
-        )[-1]
+        # the last adaptive step ends exactly at t_min (no stage beyond it, where sigma -> 0)
+        x = integrate(rhs, x, float(g.t[0]), float(g.t[last]), method=method, rtol=rtol, atol=atol)
     if last < len(g) - 1:
         x0, _ = x0_eps(field, x, g, last, cond)
         x = g.alpha[-1] * x0
         report(callback, last, g, x, x0)
     return x
-
-
-_FIXED_GRID = ("euler", "midpoint", "heun3", "rk4", "explicit_adams", "implicit_adams")
-
-
-def _step_to(method: str, span: torch.Tensor) -> dict:
-    """torchdiffeq options that keep an adaptive solver's stages inside ``span``."""
-    return {} if method in _FIXED_GRID else {"step_t": span}
 
 
 # -- DPM-Solver (noise prediction, single-step) ------------------------------------------------
