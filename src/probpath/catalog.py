@@ -348,7 +348,8 @@ def _entries() -> list[CatalogEntry]:
             DiffusionModel,
             "DDPM with a small UNet, for images (§2.4)",
             kwargs={"network": {"base_channels": 32, "channel_mult": [1, 2]}},
-            quick_kwargs={"network": {"base_channels": 16}, "likelihood_steps": 8},
+            # --quick: a 200-step ancestral chain keeps the UNet's sampling inside the budget
+            quick_kwargs={"network": {"base_channels": 16}, "likelihood_steps": 8, "steps": 200},
             test_kwargs={
                 "network": {"base_channels": 4, "channel_mult": [1]},
                 "num_steps": 100,
