@@ -116,6 +116,8 @@ def test_run_compare_writes_consistent_tables(tmp_path):
         assert rj["swd"] == pytest.approx(r.swd) and float(rc["mmd"]) == pytest.approx(r.mmd)
         assert r.nll_unit == "nats/dim" and r.nll_kind == "exact"
         assert r.swd >= 0 and r.energy is not None and r.sample_seconds_per_1k > 0
+        assert r.fd_features is None  # no labelled images: no classifier-feature column
+    assert "FD features" not in md
 
     # The gaussian row's NLL is the closed-form MLE on the same split, scored on the same points.
     train, test = data.split(0.2, seed=0)
@@ -124,6 +126,24 @@ def test_run_compare_writes_consistent_tables(tmp_path):
     assert result.n_test == 60 and result.settings["steps"] == 5
     if len(names) > 1:
         assert result.rows[1].train_steps == 5
+
+
+def test_labelled_images_get_a_classifier_feature_frechet_column(tmp_path):
+    """On digits the table adds FD in a digit classifier's features (the FID recipe); the
+    fitted Gaussian's blurred samples are further from held-out digits there than a second
+    draw of real digits is (the training split, scored the same way)."""
+    from probpath.metrics import feature_frechet_distance, fit_feature_extractor
+
+    data = load_dataset("digits")
+    result = run_compare(["gaussian"], data, out_dir=None, seed=0, n_eval=200, verbose=False)
+    row = result.rows[0]
+    assert row.status == "ok" and row.fd_features is not None and row.fd_features > 0
+    assert "FD features" in result.markdown and "[d]" in result.markdown
+    train, test = data.split(0.2, seed=0)
+    flat = lambda d: d.x.double().reshape(len(d), -1)  # noqa: E731
+    extractor = fit_feature_extractor(flat(train), train.y, seed=0)
+    real = feature_frechet_distance(flat(train)[:200], flat(test)[:200], extractor)
+    assert row.fd_features > 2 * real
 
 
 def test_invalid_models_raise_before_anything_is_written(tmp_path):

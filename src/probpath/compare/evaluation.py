@@ -95,12 +95,15 @@ def sample_metrics(
     bandwidth: float,
     seed: int = 0,
     which: Sequence[str] = ("mmd", "swd", "energy"),
+    extractor=None,
 ) -> dict[str, float]:
     """Two-sample distances between model samples and held-out data (both flattened).
 
     ``mmd``: unbiased MMD² with a Gaussian kernel of the given ``bandwidth``; ``swd``: sliced
     Wasserstein-2 (seeded projections, the same for every model); ``energy``: energy
-    distance; ``fd``: Fréchet distance between Gaussian fits.
+    distance; ``fd``: Fréchet distance between Gaussian fits; ``fd_features``: the same in
+    the features of ``extractor`` (a :class:`~probpath.metrics.FeatureExtractor`, the FID
+    recipe with a classifier of the data set).
     """
     from probpath import metrics
 
@@ -118,6 +121,10 @@ def sample_metrics(
             v = metrics.energy_distance(a, b)
         elif name == "fd":
             v = metrics.frechet_distance(a, b)
+        elif name == "fd_features":
+            if extractor is None:
+                raise ValueError("fd_features needs a feature extractor (labelled data)")
+            v = metrics.feature_frechet_distance(a, b, extractor)
         else:
             raise ValueError(f"unknown metric {name!r}; choose from {', '.join(METRICS)}")
         out[name] = float(v)

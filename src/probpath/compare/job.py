@@ -130,6 +130,7 @@ def run_compare(
     probe = DataSpace.for_entry(data)
     reference = dequantize_held_out(test.x.double(), probe, seed + 1)
     bandwidth = median_bandwidth(reference)
+    extractor = _feature_extractor(train, probe, seed)
     unit = "bits/dim" if probe.bin_width is not None else "nats/dim"
     neural = [e for e in entries if not e.cls.capabilities.estimator]
     fixed_budget = time_budget
@@ -140,7 +141,9 @@ def run_compare(
 
     rows: list[CompareRow] = []
     figure_samples: dict[str, torch.Tensor] = {}
-    job = _Job(train, test, reference, bandwidth, dev, seed, steps, quick, n_nll, figure_samples)
+    job = _Job(
+        train, test, reference, bandwidth, extractor, dev, seed, steps, quick, n_nll, figure_samples
+    )
     overheads: list[float] = []
     remaining_neural = len(neural)
     _say(
@@ -172,6 +175,13 @@ def run_compare(
         _say(_progress_line(i, len(entries), row, elapsed), verbose)
 
     notes = _notes(probe, bandwidth, steps, time_budget, base, len(test), n_nll)
+    if extractor is not None:
+        notes.append(
+            "[d] Fréchet distance between Gaussian fits of the penultimate features of a "
+            f"digit classifier trained on the training split (seed {seed}): the FID recipe "
+            "with a domain classifier instead of Inception (metrics.features). Pixel-space "
+            "distances compare mostly means and covariances, which a fitted Gaussian matches."
+        )
     result = CompareResult(
         rows=rows,
         dataset=data.name,
@@ -209,6 +219,7 @@ class _Job:
     test: Dataset
     reference: torch.Tensor  # held-out data, dequantised once, original space
     bandwidth: float
+    extractor: Any  # metrics.FeatureExtractor for labelled images, else None
     device: torch.device
     seed: int
     steps: int | None
@@ -252,9 +263,29 @@ def _compare_one(
     k = job.n_nll
     nll = nll_of(model, job.reference[:k], space, cond=None if cond is None else cond[:k])
     row.nll, row.nll_unit, row.nll_kind, row.nll_note = nll.value, nll.unit, nll.kind, nll.note
-    scores = sample_metrics(samples, job.reference, bandwidth=job.bandwidth, seed=job.seed)
+    which = ("mmd", "swd", "energy") + (("fd_features",) if job.extractor is not None else ())
+    scores = sample_metrics(
+        samples,
+        job.reference,
+        bandwidth=job.bandwidth,
+        seed=job.seed,
+        which=which,
+        extractor=job.extractor,
+    )
     row.mmd, row.swd, row.energy = scores["mmd"], scores["swd"], scores["energy"]
+    row.fd_features = scores.get("fd_features")
     return row
+
+
+def _feature_extractor(train: Dataset, space: DataSpace, seed: int):
+    """The classifier whose features define ``FD features`` — for labelled images only
+    (``(C, H, W)`` data with at least two classes); ``None`` otherwise."""
+    if train.y is None or len(space.event_shape) != 3 or int(train.y.unique().numel()) < 2:
+        return None
+    from probpath.metrics import fit_feature_extractor
+
+    x = dequantize_held_out(train.x.double(), space, seed + 3)
+    return fit_feature_extractor(x, train.y, seed=seed)
 
 
 def _progress_line(i: int, n: int, row: CompareRow, elapsed: float) -> str:

@@ -30,6 +30,7 @@ class CompareRow:
     mmd: float | None = None
     swd: float | None = None
     energy: float | None = None
+    fd_features: float | None = None
     status: str = "ok"
 
 
@@ -95,6 +96,9 @@ def format_markdown(result: CompareResult) -> str:
         "SW₂ ↓ [b]",
         "energy ↓ [c]",
     ]
+    features = any(r.fd_features is not None for r in result.rows)
+    if features:
+        cols.append("FD features ↓ [d]")
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in result.rows:
         if r.status != "ok":
@@ -111,7 +115,7 @@ def format_markdown(result: CompareResult) -> str:
                 fmt_value(r.mmd),
                 fmt_value(r.swd),
                 fmt_value(r.energy),
-            ]
+            ] + ([fmt_value(r.fd_features)] if features else [])
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     notes = "\n".join(f"- {n}" for n in result.notes)
     return head + "\n".join(lines) + "\n\n" + notes + "\n"
