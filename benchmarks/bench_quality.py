@@ -8,7 +8,8 @@ held-out data.
   ``--n-eval`` points, next to the two-sample noise floor (the same metric between two
   independent true draws of the same size); the goal is ``SW2 <= 2 x floor``.
 * digits (8x8, scaled to [-1, 1] for training, metrics in pixel units 0..16): SW2, MMD,
-  energy distance (pixels), the Fréchet distance and improved precision / recall in the
+  energy distance (pixels; samples rounded and clamped to the 17 grey levels first, as
+  FID judges 8-bit image files), the Fréchet distance and improved precision / recall in the
   features of a digits classifier fitted on the training split (the FID recipe,
   ``metrics.features``) against the test split, next to the single-Gaussian baseline
   (``GaussianMLE``); the goal is to beat it on every one of these. The pixel-space Fréchet
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 
@@ -100,7 +102,16 @@ def run_toy(dataset, models, minutes, n_eval, seed) -> list[str]:
     return rows
 
 
-def run_digits(models, minutes, seed) -> list[str]:
+def _save(save_dir, name: str, samples: torch.Tensor) -> None:
+    """Keep the raw (unrounded) samples as ``NAME.npy`` so metrics can be recomputed."""
+    if save_dir is not None:
+        import numpy as np
+
+        Path(save_dir).mkdir(parents=True, exist_ok=True)
+        np.save(Path(save_dir) / f"{name}.npy", samples.detach().double().cpu().numpy())
+
+
+def run_digits(models, minutes, seed, save_dir=None) -> list[str]:
     data = load_dataset("digits")
     train, test = data.split(0.2, seed=seed)
     scale = lambda x: x / 8.0 - 1.0  # noqa: E731  [0, 16] -> [-1, 1]
@@ -114,7 +125,9 @@ def run_digits(models, minutes, seed) -> list[str]:
     extractor = fit_feature_extractor(flat, train.y, seed=seed)
 
     def metrics(s):
-        s = s.float()
+        # Judge samples as images, like FID on 8-bit files: back on the data's grid of 17
+        # integer levels (round, clamp to 0..16), the same space as the held-out digits.
+        s = s.float().round().clamp(0.0, 16.0)
         pr = feature_precision_recall(ref, s, extractor)
         return (
             _sw2(s, ref),
@@ -133,7 +146,9 @@ def run_digits(models, minutes, seed) -> list[str]:
 
     base = build_model("gaussian", (x_train.shape[1],))
     base.fit(x_train.double())
-    base_m = metrics(unscale(base.sample(n, generator=torch.Generator().manual_seed(seed))))
+    base_s = unscale(base.sample(n, generator=torch.Generator().manual_seed(seed)))
+    _save(save_dir, "gaussian", base_s)
+    base_m = metrics(base_s)
     rows = [
         "| digits | gaussian (baseline) | - | 1 | "
         + " | ".join(f"{v:.4g}" for v in base_m)
@@ -143,6 +158,7 @@ def run_digits(models, minutes, seed) -> list[str]:
     for name in models:
         model, steps = _train(name, x_train, minutes, seed)
         s, _ = _sample(model, n, seed)
+        _save(save_dir, name, unscale(s))
         m = metrics(unscale(s))
         ok = "yes" if beats(m, base_m) else "no"
         rows.append(
@@ -162,6 +178,7 @@ def main(argv=None) -> None:
     p.add_argument("--datasets", default="moons,8gaussians,checkerboard,digits")
     p.add_argument("--n-eval", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-samples", default=None, help="folder for digits samples (.npy)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     models = args.models.split(",")
@@ -179,7 +196,7 @@ def main(argv=None) -> None:
             "| recall | (FD pixels) | beats |"
         )
         print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-        run_digits(models, args.minutes, args.seed)
+        run_digits(models, args.minutes, args.seed, args.save_samples)
 
 
 if __name__ == "__main__":
