@@ -83,9 +83,10 @@ def test_log_prob_of_exact_field_is_closed_form(name):
 @pytest.mark.parametrize(
     ("name", "options"),
     [
-        ("ddpm", {}),  # ancestral, 100 steps
+        ("ddpm", {}),  # ancestral, sigma_t^2 = beta_tilde_t, 1000 steps
+        ("ddpm", {"variance": "beta"}),  # ancestral, sigma_t^2 = beta_t
         ("ddpm", {"sampler": "dpmpp_2m", "steps": 20}),
-        ("sde-vp", {}),  # reverse-SDE Euler-Maruyama, 100 steps
+        ("sde-vp", {}),  # reverse-SDE Euler-Maruyama, 1000 steps
         ("ncsn", {"sampler_options": {"n_steps": 30, "step_size": 1e-4}}),  # annealed Langevin
     ],
 )
@@ -117,6 +118,13 @@ def test_sampling_nfe_is_counted():
     assert model.sampling_nfe == 6  # DPM-Solver++(2M): one evaluation per step
     model.sample(3, sampler="heun", steps=5)
     assert model.sampling_nfe == 2 * 4 + 1  # Heun, last step to sigma = 0 is first order
+
+
+def test_ancestral_variance_follows_the_model():
+    # one choice of sigma_t^2 for the bound and the sampler (diffusers' "fixed_small" default)
+    assert MODELS["ddpm"]().sampler_options == {"variance": "beta_tilde", "grid": "uniform"}
+    large = DiffusionModel((2,), network={"hidden": [8]}, variance="large")
+    assert large.sampler_options["variance"] == "beta"
 
 
 def test_ncsn_levels_are_geometric():

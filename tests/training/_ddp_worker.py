@@ -1,7 +1,9 @@
 """Worker for the DDP test, launched by ``torchrun --nproc_per_node=2`` (gloo on CPU).
 
-Writes into ``OUT`` (argv[1]): ``ddp/`` (5 steps, uninterrupted) and ``resumed/`` (killed
-after the checkpoint at step 3, resumed under DDP to step 5).
+Writes into ``OUT`` (argv[1]): ``ddp/`` (5 steps, uninterrupted), ``resumed/`` (killed
+after the checkpoint at step 3, resumed under DDP to step 5) and ``timed/`` (a 10 s time
+budget on clocks that read one second per step, rank 1's running 3 s ahead; every rank saves
+its final weights as ``timed_rank{R}.safetensors``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from pathlib import Path
 import torch
 from _trainer_models import Regressor, toy_data
 
+from probpath.core.serialization import save_tensors
 from probpath.training import TrainConfig, Trainer
+from probpath.training.trainer import _Run
 
 __all__: list[str] = []
 
@@ -41,6 +45,10 @@ def main(out: Path) -> None:
     # another initialisation per rank: the checkpoint (and rank 0's broadcast) must win
     resumed = model(10 + torch.distributed.get_rank())
     Trainer(config(out / "resumed", ckpt_every=3)).fit(resumed, data, resume=out / "resumed")
+    rank = torch.distributed.get_rank()
+    _Run._seconds = lambda self: float(self.step + 3 * rank)  # skewed clocks
+    timed = Trainer(config(out / "timed", steps=None, time_budget=10.0)).fit(model(0), data)
+    save_tensors(out / f"timed_rank{rank}.safetensors", timed.model.state_dict())
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Data parallelism: 2 gloo processes under torchrun with batch B per rank take the same
 steps as 1 process with batch 2B (DistributedSampler-style sharding + gradient averaging),
-and a DDP run killed after a checkpoint resumes bit-identically."""
+a DDP run killed after a checkpoint resumes bit-identically, and a time budget is read from
+rank 0's clock by every rank (the same stop and learning rate)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,23 @@ def test_two_gloo_ranks_match_one_process_with_twice_the_batch(tmp_path):
     assert all(torch.equal(resumed[k], v) for k, v in ddp.items())
     state = json.loads((tmp_path / "resumed" / "trainer_state.json").read_text())
     assert state["world_size"] == 2 and state["step"] == 5
+
+    # rank 1's clock runs ahead, yet both ranks stop after rank 0's 10 s with its learning
+    # rates: the same weights as one process on the unskewed clock
+    ranks = [load_tensors(tmp_path / f"timed_rank{r}.safetensors") for r in (0, 1)]
+    assert all(torch.equal(ranks[0][k], ranks[1][k]) for k in ranks[0])
+    from probpath.training.trainer import _Run
+
+    clock = pytest.MonkeyPatch()
+    clock.setattr(_Run, "_seconds", lambda self: float(self.step))
+    try:
+        cfg = config(tmp_path / "timed1", batch_size=16, steps=None, time_budget=10.0)
+        timed = Trainer(cfg).fit(model(0), toy_data(n=64))
+    finally:
+        clock.undo()
+    assert timed.steps == 10
+    for k, v in timed.model.state_dict().items():
+        torch.testing.assert_close(ranks[0][k], v, atol=1e-6, rtol=0)
 
 
 def _free_port():

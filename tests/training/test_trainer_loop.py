@@ -17,6 +17,7 @@ from probpath.data.dataset import Dataset
 from probpath.training import EMA, TrainConfig, Trainer, TrainingError
 from probpath.training.sampler import EpochSampler
 from probpath.training.schedule import lr_factor
+from probpath.training.trainer import _Run
 
 
 def cfg(**kw):
@@ -63,6 +64,33 @@ def test_lr_schedule_closed_form():
     assert got == pytest.approx(want, abs=1e-15)
     assert lr_factor(50, warmup_steps=W, total_steps=None, kind="cosine") == 1.0
     assert lr_factor(50, warmup_steps=W, total_steps=T, kind="constant") == 1.0
+
+
+def test_cosine_follows_the_time_budget():
+    # p = seconds used / time budget; with both budgets, the one used up faster sets p
+    W = 3
+    f = [lr_factor(10, warmup_steps=W, total_steps=None, kind="cosine", time_fraction=q)
+         for q in (0.0, 0.25, 1.0, 1.5)]  # fmt: skip
+    assert f == pytest.approx([1.0, 0.5 * (1 + math.cos(math.pi / 4)), 0.0, 0.0], abs=1e-15)
+    assert lr_factor(1, warmup_steps=W, total_steps=None, kind="cosine", time_fraction=0.9) == (
+        2 / W
+    )  # warm-up first
+    both = lr_factor(W + 5, warmup_steps=W, total_steps=W + 10, kind="cosine", time_fraction=0.8)
+    assert both == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.8)))
+    assert lr_factor(W + 5, warmup_steps=W, total_steps=None, kind="constant",
+                     time_fraction=0.8) == 1.0  # fmt: skip
+
+
+def test_time_budget_decays_the_rate_to_the_end(monkeypatch):
+    # a clock that reads one second per optimizer step: a 10 s budget is 10 steps, and the
+    # rate at step s (after warm-up) is lr * cos-factor(s / 10)
+    monkeypatch.setattr(_Run, "_seconds", lambda self: float(self.step))
+    result = Trainer(cfg(steps=None, time_budget=10.0)).fit(Regressor().double(), toy_data())
+    assert result.steps == 10
+    want = [1e-2 * lr_factor(s, warmup_steps=2, total_steps=None, kind="cosine",
+                             time_fraction=s / 10) for s in range(10)]  # fmt: skip
+    assert [r["lr"] for r in result.history] == pytest.approx(want, rel=1e-12)
+    assert want[-1] < 0.03 * want[2]
 
 
 def _reference_adamw(model, x, config, steps):

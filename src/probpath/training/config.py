@@ -44,7 +44,8 @@ class TrainConfig:
         lr / weight_decay / betas: AdamW hyper-parameters (a group's ``lr_scale`` and
             ``betas`` from ``Model.optimizer_groups`` apply on top).
         warmup_steps: linear warm-up length; ``lr_schedule``: ``"cosine"`` (decay to 0 at
-            ``steps``; constant when ``steps`` is None) or ``"constant"``.
+            the end of the budget: at ``steps``, or when ``time_budget`` seconds are used up,
+            whichever comes first) or ``"constant"``.
         grad_clip: maximum gradient norm per optimizer group (``None``: no clipping).
         ema_decay: decay of the weight EMA (``None``: no EMA model).
         ema_warmup: ramp the EMA decay up as ``min(ema_decay, (1 + k) / (10 + k))``.

@@ -25,7 +25,7 @@ __all__ = [
     "resolve_device",
     "all_reduce_mean_",
     "global_mean",
-    "any_rank",
+    "rank0_float",
     "broadcast_module_",
     "all_gather_tensors",
     "barrier",
@@ -154,13 +154,14 @@ def global_mean(value: torch.Tensor, info: DistInfo) -> float:
     return float(v.item())
 
 
-def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
-    """Whether ``flag`` is true on any rank (so that every rank takes the same branch)."""
+def rank0_float(value: float, info: DistInfo, device: torch.device) -> float:
+    """Rank 0's ``value`` on every rank (e.g. its clock, so that every rank stops and sets
+    its learning rate from the same number)."""
     if not info.enabled:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
+        return float(value)
+    t = torch.tensor([float(value)], dtype=torch.float64, device=device)
+    dist.broadcast(t, src=0)
+    return float(t.item())
 
 
 @torch.no_grad()

@@ -33,11 +33,11 @@ from probpath.training.config import TrainConfig, TrainingError, TrainResult
 from probpath.training.distributed import (
     all_gather_tensors,
     all_reduce_mean_,
-    any_rank,
     barrier,
     broadcast_module_,
     global_mean,
     is_main_process,
+    rank0_float,
     setup_distributed,
 )
 from probpath.training.ema import EMA
@@ -288,6 +288,7 @@ class _Run:
         self.data_gen.manual_seed(derive_seed(cfg.seed, self.info.rank, 0xDE0))
         self.step = 0
         self.seconds_before = 0.0
+        self.time_fraction: float | None = None  # of cfg.time_budget, set by _stop
         self.history: list[dict] = []
         self.acc: dict[str, Any] = {"count": 0, "sums": {}}
         if resume is not None:
@@ -479,6 +480,7 @@ class _Run:
                 warmup_steps=self.cfg.warmup_steps,
                 total_steps=self.cfg.steps,
                 kind=self.cfg.lr_schedule,
+                time_fraction=self.time_fraction,
             )
             for pg in opt.param_groups:
                 pg["lr"] = lr
@@ -557,8 +559,9 @@ class _Run:
             return True
         if cfg.time_budget is None:
             return False
-        out_of_time = self.info.is_main and self._seconds() >= cfg.time_budget
-        return any_rank(out_of_time, self.info, self.device)
+        # every rank reads rank 0's clock: the same stop and the same learning rate everywhere
+        self.time_fraction = rank0_float(self._seconds(), self.info, self.device) / cfg.time_budget
+        return self.time_fraction >= 1.0
 
     def train(self) -> TrainResult:
         cfg = self.cfg
