@@ -7,7 +7,9 @@ the model's default sampler and compare with held-out data.
 * 2-D toys (moons, 8gaussians, checkerboard): sliced Wasserstein-2 to a held-out draw of
   ``--n-eval`` points, next to the two-sample noise floor (the same metric between two
   independent true draws of the same size); the goal is ``SW2 <= 2 x floor``.
-* digits (8x8, scaled to [-1, 1] for training, metrics in pixel units 0..16): SW2, MMD,
+* digits (8x8; models train on the 17 pixel levels scaled to [-1, 1], as diffusion and
+  flow-matching papers train image models for samples, or with ``--dequantize`` on freshly
+  dequantised pixels; metrics in pixel units 0..16): SW2, MMD,
   energy distance (pixels; samples rounded and clamped to the 17 grey levels first, as
   FID judges 8-bit image files), the Fréchet distance and improved precision / recall in the
   features of a digits classifier fitted on the training split (the FID recipe,
@@ -40,6 +42,7 @@ from probpath.metrics import (
     fit_feature_extractor,
     frechet_distance,
     mmd,
+    quantize,
     sliced_wasserstein,
 )
 from probpath.metrics.floor import noise_floor
@@ -113,23 +116,38 @@ def _save(save_dir, name: str, samples: torch.Tensor) -> None:
         np.save(Path(save_dir) / f"{name}.npy", samples.detach().double().cpu().numpy())
 
 
-def run_digits(models, minutes, seed, save_dir=None) -> list[str]:
+def save_digits_figure(save_dir, samples: dict[str, torch.Tensor], test: Dataset) -> None:
+    """``digits_samples.png``: held-out digits, then 64 samples of each model as scored
+    (snapped to the 17 grey levels)."""
+    if save_dir is not None:
+        from probpath.plotting import samples_figure
+
+        shown = {k: quantize(v[:64].float(), 17, (0.0, 16.0)) for k, v in samples.items()}
+        samples_figure(shown, test.x[:64], Path(save_dir) / "digits_samples.png",
+                       event_shape=(1, 8, 8))  # fmt: skip
+
+
+def run_digits(models, minutes, seed, save_dir=None, dequantize=False) -> list[str]:
     data = load_dataset("digits")
     train, test = data.split(0.2, seed=seed)
     scale = lambda x: x / 8.0 - 1.0  # noqa: E731  [0, 16] -> [-1, 1]
     unscale = lambda x: (x + 1.0) * 8.0  # noqa: E731
     flat = train.x.float().reshape(len(train), -1)  # vector models: (N, 64)
-    # 17 levels on [-1, 1]: the Trainer draws fresh uniform dequantisation noise every step
-    x_train = Dataset(scale(flat), value_range=(-1.0, 1.0), discrete=True, n_levels=17)
+    # The 17 levels scaled to [-1, 1], as Ho et al., Song et al. and torchcfm train image
+    # models for samples (dequantisation is for densities); --dequantize: the Trainer adds
+    # fresh uniform noise of one level every step.
+    x_train = Dataset(scale(flat), value_range=(-1.0, 1.0), discrete=dequantize, n_levels=17)
     ref = test.x.float().reshape(len(test), -1)
     n = len(ref)
-    # The FID recipe with a digits classifier fitted on the training split (metrics/features).
-    extractor = fit_feature_extractor(flat, train.y, seed=seed)
+    # The FID recipe with a digits classifier fitted on the training split (metrics/features),
+    # judging inputs on the pixel grid like the FD-features column of `probpath compare`.
+    grid = (17, (0.0, 16.0))
+    extractor = fit_feature_extractor(flat, train.y, seed=seed, n_levels=17, value_range=(0, 16))
 
     def metrics(s):
         # Judge samples as images, like FID on 8-bit files: back on the data's grid of 17
         # integer levels (round, clamp to 0..16), the same space as the held-out digits.
-        s = s.float().round().clamp(0.0, 16.0)
+        s = quantize(s.float(), *grid)
         pr = feature_precision_recall(ref, s, extractor)
         return (
             _sw2(s, ref),
@@ -151,6 +169,7 @@ def run_digits(models, minutes, seed, save_dir=None) -> list[str]:
     base.fit(scale(flat + torch.rand(flat.shape, generator=g) - 0.5).double())
     base_s = unscale(base.sample(n, generator=torch.Generator().manual_seed(seed)))
     _save(save_dir, "gaussian", base_s)
+    shown = {"gaussian": base_s}
     base_m = metrics(base_s)
     rows = [
         "| digits | gaussian (baseline) | - | 1 | "
@@ -162,6 +181,7 @@ def run_digits(models, minutes, seed, save_dir=None) -> list[str]:
         model, steps = _train(name, x_train, minutes, seed)
         s, _ = _sample(model, n, seed)
         _save(save_dir, name, unscale(s))
+        shown[name] = unscale(s)
         m = metrics(unscale(s))
         ok = "yes" if beats(m, base_m) else "no"
         rows.append(
@@ -170,6 +190,7 @@ def run_digits(models, minutes, seed, save_dir=None) -> list[str]:
             + f" | {ok} |"
         )
         print(rows[-1], flush=True)
+    save_digits_figure(save_dir, shown, test)
     return rows
 
 
@@ -182,6 +203,11 @@ def main(argv=None) -> None:
     p.add_argument("--n-eval", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-samples", default=None, help="folder for digits samples (.npy)")
+    p.add_argument(
+        "--dequantize",
+        action="store_true",
+        help="digits: train on freshly dequantised pixels (default: on the 17 levels)",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     models = args.models.split(",")
@@ -199,7 +225,7 @@ def main(argv=None) -> None:
             "| recall | (FD pixels) | beats |"
         )
         print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-        run_digits(models, args.minutes, args.seed, args.save_samples)
+        run_digits(models, args.minutes, args.seed, args.save_samples, args.dequantize)
 
 
 if __name__ == "__main__":

@@ -141,7 +141,9 @@ def test_labelled_images_get_a_classifier_feature_frechet_column(tmp_path):
     assert "FD features" in result.markdown and "[d]" in result.markdown
     train, test = data.split(0.2, seed=0)
     flat = lambda d: d.x.double().reshape(len(d), -1)  # noqa: E731
-    extractor = fit_feature_extractor(flat(train), train.y, seed=0)
+    extractor = fit_feature_extractor(
+        flat(train), train.y, seed=0, n_levels=17, value_range=(0, 16)
+    )
     real = feature_frechet_distance(flat(train)[:200], flat(test)[:200], extractor)
     assert row.fd_features > 2 * real
 

@@ -7,10 +7,12 @@ import torch
 
 from probpath.data import load_dataset
 from probpath.metrics import (
+    dequantize,
     feature_frechet_distance,
     feature_precision_recall,
     fit_feature_extractor,
     frechet_distance,
+    quantize,
 )
 
 
@@ -64,6 +66,24 @@ def test_feature_distance_tells_a_gaussian_fit_from_digits(digits):
     real_pr = feature_precision_recall(xte, xtr, extractor)
     fake_pr = feature_precision_recall(xte, fake, extractor)
     assert fake_pr.precision < real_pr.precision
+
+
+def test_an_extractor_with_the_grid_judges_inputs_snapped_to_it(digits):
+    """Given the pixel grid, the extractor sees dequantised data as the integer data, and a
+    continuous sample as its rounded, clamped version (FID on 8-bit files)."""
+    xtr, ytr, xte, _, _ = digits
+    grid = (17, (0.0, 16.0))
+    ext = fit_feature_extractor(xtr, ytr, steps=50, seed=0, n_levels=17, value_range=(0, 16))
+    again = fit_feature_extractor(
+        dequantize(xtr, *grid, torch.Generator().manual_seed(1)), ytr, steps=50, seed=0,
+        n_levels=17, value_range=(0, 16),
+    )  # fmt: skip
+    torch.testing.assert_close(again.features(xte), ext.features(xte), rtol=0, atol=0)
+    noisy = xte + 3 * torch.randn(xte.shape, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(ext.features(noisy), ext.features(quantize(noisy, *grid)))
+    assert not torch.equal(ext.features(noisy), ext.features(xte))
+    with pytest.raises(ValueError, match="both n_levels and value_range"):
+        fit_feature_extractor(xtr, ytr, steps=1, n_levels=17)
 
 
 def test_bad_input_names_the_argument(digits):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from probpath.data import Dataset, load_dataset
-from probpath.metrics import NLLResult, bits_per_dim, dataset_nll, dequantize, nll_nats
+from probpath.metrics import NLLResult, bits_per_dim, dataset_nll, dequantize, nll_nats, quantize
 
 F64 = torch.float64
 
@@ -79,6 +79,18 @@ def test_dequantize_refuses_off_grid_data():
         dequantize(torch.zeros(2, 1), 1, (0, 16))
     with pytest.raises(ValueError, match="NaN"):
         dequantize(torch.tensor([[float("nan")]]), 17, (0, 16))
+
+
+def test_quantize_inverts_dequantize_and_clamps_to_the_range():
+    # 8 levels on [-1, 1] (bin 2/7): each dequantised value lies within half a bin of its level
+    x = -1 + (2 / 7) * torch.randint(0, 8, (5000, 3), generator=torch.Generator().manual_seed(4))
+    xd = dequantize(x.to(F64), 8, (-1, 1), torch.Generator().manual_seed(5))
+    torch.testing.assert_close(quantize(xd, 8, (-1, 1)), x.to(F64), rtol=0, atol=1e-12)
+    # off-range values go to the end levels; the nearest level elsewhere
+    got = quantize(torch.tensor([[-3.0, 0.2, 0.49, 0.51, 16.4, 99.0]]), 17, (0, 16))
+    assert got.tolist() == [[0.0, 0.0, 0.0, 1.0, 16.0, 16.0]]
+    with pytest.raises(ValueError, match="value_range must be"):
+        quantize(torch.zeros(2, 1), 17, (16, 0))
 
 
 def test_continuous_nll_in_original_units_after_scaling():

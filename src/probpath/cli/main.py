@@ -202,7 +202,11 @@ def fit(
     ] = None,
     time_budget: Annotated[
         float | None,
-        typer.Option("--time", help="Training time budget in seconds (whichever comes first)."),
+        typer.Option(
+            "--time",
+            help="Training time budget in seconds (whichever of steps / time comes first; "
+            "the learning rate decays to 0 over it).",
+        ),
     ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Run directory (default: runs/MODEL-DATA).")

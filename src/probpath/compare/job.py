@@ -279,13 +279,16 @@ def _compare_one(
 
 def _feature_extractor(train: Dataset, space: DataSpace, seed: int):
     """The classifier whose features define ``FD features`` — for labelled images only
-    (``(C, H, W)`` data with at least two classes); ``None`` otherwise."""
+    (``(C, H, W)`` data with at least two classes); ``None`` otherwise. For quantised data it
+    judges every input snapped to the pixel grid (FID on saved image files)."""
     if train.y is None or len(space.event_shape) != 3 or int(train.y.unique().numel()) < 2:
         return None
     from probpath.metrics import fit_feature_extractor
 
-    x = dequantize_held_out(train.x.double(), space, seed + 3)
-    return fit_feature_extractor(x, train.y, seed=seed)
+    grid = {}
+    if space.discrete and space.bin_width is not None:
+        grid = {"n_levels": space.n_levels, "value_range": space.value_range}
+    return fit_feature_extractor(train.x.double(), train.y, seed=seed, **grid)
 
 
 def _progress_line(i: int, n: int, row: CompareRow, elapsed: float) -> str:

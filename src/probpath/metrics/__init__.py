@@ -22,6 +22,7 @@ from probpath.metrics.likelihood import (
     dataset_nll,
     dequantize,
     nll_nats,
+    quantize,
 )
 from probpath.metrics.mmd import median_bandwidth, mmd
 from probpath.metrics.precision_recall import PrecisionRecall, precision_recall
@@ -34,6 +35,7 @@ __all__ = [
     "bits_per_dim",
     "dataset_nll",
     "dequantize",
+    "quantize",
     "energy_distance",
     "feature_frechet_distance",
     "feature_precision_recall",

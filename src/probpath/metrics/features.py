@@ -9,6 +9,11 @@ out of reach — 8×8 digits, offline machines — the field uses a small classi
 the data set itself ("MNIST FID" with a LeNet); :func:`fit_feature_extractor` builds that
 deterministically from labelled data, and :func:`feature_frechet_distance` /
 :func:`feature_precision_recall` apply the usual formulas to its penultimate activations.
+
+For quantised data (pixel levels) give the extractor the grid: it then snaps every input to
+the nearest level before computing features, as FID judges generated images saved as 8-bit
+files. Sub-level noise (dequantisation, or a model's continuous output) is invisible to it,
+and real and generated data are judged on the same footing.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from torch import nn
 from probpath.core.validation import check_positive_int, check_tensor
 from probpath.metrics._common import flatten_pair, flatten_samples
 from probpath.metrics.frechet import frechet_distance
+from probpath.metrics.likelihood import quantize
 from probpath.metrics.precision_recall import precision_recall
 from probpath.nn.mlp import MLP
 
@@ -40,6 +46,8 @@ class FeatureExtractor(nn.Module):
         mean, std: ``(D,)`` input standardisation (from the training data).
         num_classes: number of classes of the classification head.
         hidden: hidden widths; the features have ``hidden[-1]`` values.
+        n_levels, value_range: the data's quantisation grid (``None``: continuous data);
+            inputs are snapped to it first (:func:`~probpath.metrics.quantize`).
 
     Shapes: ``features`` maps ``(N, *event)`` with ``D`` values per sample to
     ``(N, hidden[-1])``; ``forward`` returns ``(N, num_classes)`` logits.
@@ -51,27 +59,38 @@ class FeatureExtractor(nn.Module):
         std: torch.Tensor,
         num_classes: int,
         hidden: Sequence[int] = (128, 64),
+        n_levels: int | None = None,
+        value_range: tuple[float, float] | None = None,
     ):
         super().__init__()
+        if (n_levels is None) != (value_range is None):
+            raise ValueError("pass both n_levels and value_range (a quantisation grid) or neither")
+        self.grid = None if n_levels is None else (n_levels, tuple(value_range))
         self.register_buffer("mean", mean.float())
         self.register_buffer("std", std.float())
         self.body = MLP(mean.numel(), hidden[-1], tuple(hidden[:-1]), act="relu")
         self.head = nn.Sequential(nn.ReLU(), nn.Linear(hidden[-1], num_classes))
 
+    def _inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Snapped to the grid (if any) and standardised: ``(N, D)`` float32."""
+        if self.grid is not None:
+            x = quantize(x, *self.grid)
+        return (x.to(self.mean) - self.mean) / self.std
+
     def features(self, x) -> torch.Tensor:
         """Penultimate activations (after the ReLU), float64 ``(N, hidden[-1])``."""
-        x = flatten_samples(x, "x").to(self.mean)
+        x = flatten_samples(x, "x")
         if x.shape[1] != self.mean.numel():
             raise ValueError(
                 f"x has {x.shape[1]} values per sample; this extractor was fitted on "
                 f"{self.mean.numel()}"
             )
         with torch.no_grad():
-            return torch.relu(self.body((x - self.mean) / self.std)).double()
+            return torch.relu(self.body(self._inputs(x))).double()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Class logits ``(N, num_classes)`` of float32 inputs ``(N, D)``."""
-        return self.head(self.body((x - self.mean) / self.std))
+        """Class logits ``(N, num_classes)`` of inputs ``(N, D)``."""
+        return self.head(self.body(self._inputs(x)))
 
 
 def fit_feature_extractor(
@@ -84,6 +103,8 @@ def fit_feature_extractor(
     lr: float = 1e-3,
     weight_decay: float = 1e-4,
     seed: int = 0,
+    n_levels: int | None = None,
+    value_range: tuple[float, float] | None = None,
 ) -> FeatureExtractor:
     """Train the classifier that defines the feature space (cross-entropy, AdamW, float32).
 
@@ -97,11 +118,16 @@ def fit_feature_extractor(
         y: ``(N,)`` integer labels ``0 .. C-1``.
         hidden, steps, batch_size, lr, weight_decay: classifier and optimiser settings.
         seed: seed of initialisation and batch order.
+        n_levels, value_range: the quantisation grid of discrete data, e.g. ``17, (0, 16)``
+            for the digits' pixels: the classifier trains on, and later judges, inputs
+            snapped to it (dequantised or generated data included).
 
     Returns:
         A :class:`FeatureExtractor` in eval mode.
     """
     x = flatten_samples(x, "x", min_n=2).float()
+    if n_levels is not None and value_range is not None:
+        x = quantize(x, n_levels, value_range)
     y = check_tensor(y, "y", dtype=torch.long)
     if y.shape != (len(x),):
         raise ValueError(f"y must have shape ({len(x)},) to match x, got {tuple(y.shape)}")
@@ -114,7 +140,7 @@ def fit_feature_extractor(
     std = torch.where(std > 0, std, torch.ones_like(std))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = FeatureExtractor(x.mean(0), std, int(y.max()) + 1, hidden)
+        net = FeatureExtractor(x.mean(0), std, int(y.max()) + 1, hidden, n_levels, value_range)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     for _ in range(steps):
         idx = torch.randint(0, len(x), (min(batch_size, len(x)),), generator=g)

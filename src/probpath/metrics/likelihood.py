@@ -30,7 +30,17 @@ import torch
 from probpath.core.validation import check_tensor
 from probpath.data.dataset import Dataset
 
-__all__ = ["NLLResult", "dequantize", "bits_per_dim", "nll_nats", "dataset_nll"]
+__all__ = ["NLLResult", "dequantize", "quantize", "bits_per_dim", "nll_nats", "dataset_nll"]
+
+
+def _grid(n_levels: int, value_range: tuple[float, float]) -> tuple[float, float]:
+    """``(low, Delta)`` of a grid of ``n_levels`` levels in ``value_range`` (checked)."""
+    if isinstance(n_levels, bool) or not isinstance(n_levels, int) or n_levels < 2:
+        raise ValueError(f"n_levels must be an integer >= 2, got {n_levels!r}")
+    low, high = (float(v) for v in value_range)
+    if not high > low:
+        raise ValueError(f"value_range must be (low, high) with low < high, got {value_range}")
+    return low, (high - low) / (n_levels - 1)
 
 
 def dequantize(
@@ -55,14 +65,9 @@ def dequantize(
         Tensor like ``x`` (floating point).
     """
     x = check_tensor(x, "x", min_ndim=1)
-    if isinstance(n_levels, bool) or not isinstance(n_levels, int) or n_levels < 2:
-        raise ValueError(f"n_levels must be an integer >= 2, got {n_levels!r}")
-    low, high = (float(v) for v in value_range)
-    if not high > low:
-        raise ValueError(f"value_range must be (low, high) with low < high, got {value_range}")
+    low, delta = _grid(n_levels, value_range)
     if not x.is_floating_point():
         x = x.to(torch.get_default_dtype())
-    delta = (high - low) / (n_levels - 1)
     k = (x - low) / delta
     if (k - k.round()).abs().max() > 1e-3 or k.min() < -1e-3 or k.max() > n_levels - 1 + 1e-3:
         raise ValueError(
@@ -71,6 +76,25 @@ def dequantize(
         )
     u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
     return x + delta * (u - 0.5)
+
+
+def quantize(x: torch.Tensor, n_levels: int, value_range: tuple[float, float]) -> torch.Tensor:
+    """Snap values to the nearest of ``n_levels`` levels in ``value_range`` (clamped to the
+    range): what saving a sample as an image file does, and the inverse of
+    :func:`dequantize` (``quantize(dequantize(x)) == x`` for ``x`` on the grid).
+
+    Args:
+        x: ``(batch, *event)`` values in the grid's units.
+        n_levels, value_range: the grid, as in :func:`dequantize`.
+
+    Returns:
+        Tensor like ``x`` (floating point), on the grid.
+    """
+    x = check_tensor(x, "x", min_ndim=1)
+    low, delta = _grid(n_levels, value_range)
+    if not x.is_floating_point():
+        x = x.to(torch.get_default_dtype())
+    return low + delta * ((x - low) / delta).round().clamp(0, n_levels - 1)
 
 
 def _mean_log_prob(log_prob) -> torch.Tensor:

@@ -105,11 +105,8 @@ class DiffusionModel(PathModel):
         check_choice(variance, "variance", ("small", "large"))
         path = AffinePath("ddpm", betas=betas, num_steps=num_steps)
         # Eq. 39 on the training grid t_i = i / N (uniform), with the model's sigma_t^2
-        ancestral = {
-            "variance": {"small": "beta_tilde", "large": "beta"}[variance],
-            "grid": "uniform",
-        }
-        options = ancestral if sampler == "ancestral" else {}
+        sigma2 = {"small": "beta_tilde", "large": "beta"}[variance]
+        options = {"variance": sigma2, "grid": "uniform"} if sampler == "ancestral" else {}
         options.update(sampler_options or {})
         super().__init__(
             event_shape,
