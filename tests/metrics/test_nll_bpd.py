@@ -83,9 +83,10 @@ def test_dequantize_refuses_off_grid_data():
 
 def test_quantize_inverts_dequantize_and_clamps_to_the_range():
     # 8 levels on [-1, 1] (bin 2/7): each dequantised value lies within half a bin of its level
-    x = -1 + (2 / 7) * torch.randint(0, 8, (5000, 3), generator=torch.Generator().manual_seed(4))
-    xd = dequantize(x.to(F64), 8, (-1, 1), torch.Generator().manual_seed(5))
-    torch.testing.assert_close(quantize(xd, 8, (-1, 1)), x.to(F64), rtol=0, atol=1e-12)
+    k = torch.randint(0, 8, (5000, 3), generator=torch.Generator().manual_seed(4)).to(F64)
+    x = -1 + (2 / 7) * k
+    xd = dequantize(x, 8, (-1, 1), torch.Generator().manual_seed(5))
+    torch.testing.assert_close(quantize(xd, 8, (-1, 1)), x, rtol=0, atol=1e-12)
     # off-range values go to the end levels; the nearest level elsewhere
     got = quantize(torch.tensor([[-3.0, 0.2, 0.49, 0.51, 16.4, 99.0]]), 17, (0, 16))
     assert got.tolist() == [[0.0, 0.0, 0.0, 1.0, 16.0, 16.0]]
