@@ -176,11 +176,13 @@ def run_compare(
 
     notes = _notes(probe, bandwidth, steps, time_budget, base, len(test), n_nll)
     if extractor is not None:
+        snapped = ", inputs snapped to the pixel levels as FID scores 8-bit files"
         notes.append(
             "[d] Fréchet distance between Gaussian fits of the penultimate features of a "
             f"digit classifier trained on the training split (seed {seed}): the FID recipe "
-            "with a domain classifier instead of Inception (metrics.features). Pixel-space "
-            "distances compare mostly means and covariances, which a fitted Gaussian matches."
+            "with a domain classifier instead of Inception (metrics.features)"
+            f"{snapped if extractor.grid else ''}. Pixel-space distances compare mostly "
+            "means and covariances, which a fitted Gaussian matches."
         )
     result = CompareResult(
         rows=rows,
