@@ -51,6 +51,7 @@ from probpath.training import TrainConfig, Trainer
 __all__ = ["main"]
 
 TOYS = ("moons", "8gaussians", "checkerboard")
+GRID = (17, (0.0, 16.0))  # digits: n_levels, value_range of the pixels
 
 
 def _sw2(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -122,7 +123,7 @@ def save_digits_figure(save_dir, samples: dict[str, torch.Tensor], test: Dataset
     if save_dir is not None:
         from probpath.plotting import samples_figure
 
-        shown = {k: quantize(v[:64].float(), 17, (0.0, 16.0)) for k, v in samples.items()}
+        shown = {k: quantize(v[:64].float(), *GRID) for k, v in samples.items()}
         samples_figure(shown, test.x[:64], Path(save_dir) / "digits_samples.png",
                        event_shape=(1, 8, 8))  # fmt: skip
 
@@ -141,13 +142,14 @@ def run_digits(models, minutes, seed, save_dir=None, dequantize=False) -> list[s
     n = len(ref)
     # The FID recipe with a digits classifier fitted on the training split (metrics/features),
     # judging inputs on the pixel grid like the FD-features column of `probpath compare`.
-    grid = (17, (0.0, 16.0))
-    extractor = fit_feature_extractor(flat, train.y, seed=seed, n_levels=17, value_range=(0, 16))
+    extractor = fit_feature_extractor(
+        flat, train.y, seed=seed, n_levels=GRID[0], value_range=GRID[1]
+    )
 
     def metrics(s):
         # Judge samples as images, like FID on 8-bit files: back on the data's grid of 17
         # integer levels (round, clamp to 0..16), the same space as the held-out digits.
-        s = quantize(s.float(), *grid)
+        s = quantize(s.float(), *GRID)
         pr = feature_precision_recall(ref, s, extractor)
         return (
             _sw2(s, ref),

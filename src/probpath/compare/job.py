@@ -288,7 +288,7 @@ def _feature_extractor(train: Dataset, space: DataSpace, seed: int):
     from probpath.metrics import fit_feature_extractor
 
     grid = {}
-    if space.discrete and space.bin_width is not None:
+    if space.bin_width is not None:  # quantised data
         grid = {"n_levels": space.n_levels, "value_range": space.value_range}
     return fit_feature_extractor(train.x.double(), train.y, seed=seed, **grid)
 
