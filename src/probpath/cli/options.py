@@ -1,7 +1,8 @@
-"""Model options on the command line: ``--set key=value`` and free ``--foo-bar X`` flags.
+"""Shared option handling of the commands: model options and the common checks.
 
-Both forms become constructor keyword arguments of the catalog model (``--n-components 8``
--> ``n_components=8``). Values are parsed as JSON when they are valid JSON (numbers, booleans,
+Model options come as ``--set key=value`` and free ``--foo-bar X`` flags. Both forms
+become constructor keyword arguments of the catalog model (``--n-components 8`` ->
+``n_components=8``). Values are parsed as JSON when they are valid JSON (numbers, booleans,
 ``null``, lists, objects, quoted strings) and kept as plain strings otherwise, so
 ``--set hidden=[64,64]`` gives a list and ``--act silu`` a string.
 """
@@ -9,10 +10,22 @@ Both forms become constructor keyword arguments of the catalog model (``--n-comp
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-__all__ = ["parse_value", "parse_set_options", "parse_extra_args", "merge_options"]
+from probpath.cli.errors import BadInput
+
+__all__ = [
+    "parse_value",
+    "parse_set_options",
+    "parse_extra_args",
+    "merge_options",
+    "check_positive",
+    "load_data",
+    "load_run",
+]
 
 
 def parse_value(text: str) -> Any:
@@ -103,3 +116,26 @@ def merge_options(flags: dict[str, Any], sets: dict[str, Any]) -> dict[str, Any]
     if both:
         raise ValueError(f"option(s) {both} given both as --flag and as --set; give them once")
     return {**flags, **sets}
+
+
+def check_positive(value, name: str, *, integer: bool = False) -> None:
+    """Refuse a non-positive (or non-finite) option value; ``None`` means "not given"."""
+    if value is None:
+        return
+    ok = value >= 1 if integer else (math.isfinite(value) and value > 0)
+    if not ok:
+        raise BadInput(f"{name} must be {'>= 1' if integer else '> 0'}, got {value}")
+
+
+def load_data(data: str, n: int | None, seed: int):
+    """The data set ``data`` (a name or a file), ``n`` samples of it when given."""
+    from probpath.data import load_dataset
+
+    return load_dataset(data, n=n, seed=seed)
+
+
+def load_run(run_dir: Path, dev, weights: str):
+    """``(model, record)`` of a run directory (see :func:`probpath.cli.rundir.load_run`)."""
+    from probpath.cli.rundir import load_run as _load
+
+    return _load(run_dir, device=str(dev), weights=weights)

@@ -1,0 +1,222 @@
+"""``probpath fit``: train or fit one model and save it as a run directory."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from probpath.cli.app import EXTRA_ARGS, app
+from probpath.cli.errors import BadInput
+from probpath.cli.options import check_positive, load_data
+
+__all__ = ["fit"]
+
+
+@app.command(context_settings=EXTRA_ARGS)
+def fit(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="Catalog name of the model (see probpath info).")],
+    data: Annotated[
+        str, typer.Option("--data", "-d", help="Data set name (see probpath info) or a file.")
+    ] = "digits",
+    steps: Annotated[
+        int | None, typer.Option(help="Optimizer steps (neural models). Default: Trainer's.")
+    ] = None,
+    time_budget: Annotated[
+        float | None,
+        typer.Option(
+            "--time",
+            help="Training time budget in seconds (whichever of steps / time comes first; "
+            "the learning rate decays to 0 over it).",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Run directory (default: runs/MODEL-DATA).")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:i].")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of the data split, model and training.")] = 0,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size per process.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
+    n: Annotated[int | None, typer.Option("--n", help="Use only N samples of the data.")] = None,
+    holdout: Annotated[
+        float, typer.Option(help="Share of the data held out for 'probpath evaluate'.")
+    ] = 0.1,
+    quick: Annotated[bool, typer.Option(help="Use the model's small quick configuration.")] = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Model option key=value (JSON value); repeatable."),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            help="Continue an interrupted or finished run from its last checkpoint (give the "
+            "same model, data and options; --steps is the new total)."
+        ),
+    ] = None,
+) -> None:
+    """Train (or fit) one model on a data set and save it as a run directory.
+
+    Model options are the model's constructor arguments, given either as --set key=value
+    (the value is read as JSON: 8, 0.5, true, [64,64], "text") or directly as --key-name
+    value: '--n-components 8' is n_components=8. Unknown option names are refused with the
+    list of valid ones. A share of the data (--holdout) is kept aside for 'probpath
+    evaluate'.
+
+    The run directory holds config.json, model.safetensors (plus ema.safetensors, trainer
+    state and metrics.jsonl for neural models) and run.json (data set and data scaling). It
+    is written aside and moved into place only when training succeeded.
+
+    Examples:
+
+      probpath fit gmm --data moons --n-components 8
+
+      probpath fit ddpm --data checkerboard --time 60 --out runs/ddpm
+
+      probpath fit realnvp --data digits --steps 2000 --set hidden=[128,128]
+
+      probpath fit ddpm --data moons --steps 20000 --resume runs/ddpm-moons
+
+      torchrun --nproc_per_node=2 -m probpath fit cfm --data moons --steps 5000
+    """
+    from probpath.catalog import build_model, get_entry
+    from probpath.cli.options import merge_options, parse_extra_args, parse_set_options
+    from probpath.cli.rundir import check_output_dir
+    from probpath.compare import DataSpace, resolve_device, unfit_reason
+    from probpath.training.distributed import is_main_process
+
+    def prepare():
+        entry = get_entry(model)
+        kwargs = merge_options(parse_extra_args(ctx.args), parse_set_options(set_ or []))
+        check_positive(steps, "--steps", integer=True)
+        check_positive(time_budget, "--time")
+        check_positive(batch_size, "--batch-size", integer=True)
+        check_positive(lr, "--lr")
+        check_positive(n, "--n", integer=True)
+        if not 0.0 <= holdout < 1.0:
+            raise BadInput(f"--holdout must be in [0, 1), got {holdout}")
+        dev = resolve_device(device)
+        dataset = load_data(data, n, seed)
+        why = unfit_reason(entry, dataset)
+        if why is not None:
+            raise BadInput(f"model {entry.name!r} {why}; pick another model or data set")
+        train = dataset
+        if holdout > 0:
+            train, _ = dataset.split(holdout, seed=seed)
+        space = DataSpace.for_entry(dataset, entry.data)
+        caps = entry.cls.capabilities
+        try:
+            built = build_model(
+                entry,
+                space.model_event_shape,
+                dataset.num_classes if caps.conditional else None,
+                quick=quick,
+                **kwargs,
+            )
+        except TypeError as exc:
+            raise BadInput(f"invalid options for model {entry.name!r}: {exc}") from None
+        except ValueError as exc:
+            raise BadInput(f"invalid options for model {entry.name!r}: {exc}") from None
+        if resume is not None:
+            from probpath.training.checkpoint import has_checkpoint
+
+            if caps.estimator or not has_checkpoint(resume):
+                raise BadInput(
+                    f"--resume {resume} holds no trainer checkpoint (estimators are refitted, "
+                    "not resumed); start a new run with --out instead"
+                )
+            target = Path(resume)
+            if target.name.startswith(".") and target.name.endswith(".partial"):
+                target = target.parent / target.name[1 : -len(".partial")]
+            return entry, kwargs, dev, dataset, train, space, built, target
+        target = out or Path("runs") / f"{entry.name}-{dataset.name}"
+        if is_main_process():
+            check_output_dir(target, overwrite)
+        return entry, kwargs, dev, dataset, train, space, built, Path(target)
+
+    entry, kwargs, dev, dataset, train, space, built, target = prepare()
+
+    def work():
+        return _fit_run(
+            entry, kwargs, dev, dataset, train, space, built, target,
+            data=data, n=n, seed=seed, holdout=holdout, steps=steps, time_budget=time_budget,
+            batch_size=batch_size, lr=lr, quick=quick, resume=resume,
+        )  # fmt: skip
+
+    work()
+
+
+def _fit_run(
+    entry, kwargs, dev, dataset, train, space, built, target: Path, *, data, n, seed, holdout,
+    steps, time_budget, batch_size, lr, quick, resume=None,
+) -> None:  # fmt: skip
+    import torch
+
+    from probpath.cli.rundir import (
+        RunRecord,
+        publish,
+        staging_path,
+        write_run_record,
+    )
+    from probpath.compare import train_model
+    from probpath.training.distributed import is_main_process
+
+    main_rank = is_main_process()
+    staging = Path(resume) if resume is not None else staging_path(target)
+    if main_rank and resume is None and staging.exists():
+        shutil.rmtree(staging)
+    torch.manual_seed(seed)
+    try:
+        outcome = train_model(
+            built, train, space=space, steps=steps, time_budget=time_budget, seed=seed,
+            device=dev, batch_size=batch_size, lr=lr, out_dir=staging, quick=quick,
+            resume=resume,
+        )  # fmt: skip
+        if not main_rank:
+            return
+        if not (staging / "config.json").is_file():
+            built.save(staging)
+        source = str(Path(data).resolve()) if Path(data).exists() else data
+        record = RunRecord(
+            model=entry.name,
+            data=source,
+            space=space,
+            n=n,
+            seed=seed,
+            holdout=holdout,
+            num_classes=dataset.num_classes,
+            fit={
+                "seconds": outcome.seconds,
+                "steps": outcome.steps,
+                "final_loss": outcome.final_loss,
+                "used_ema": outcome.used_ema,
+                "device": str(dev),
+                "options": kwargs,
+                "quick": quick,
+            },
+        )
+        write_run_record(staging, record)
+        if staging != target:
+            publish(staging, target)
+    except BaseException:
+        from probpath.training.checkpoint import has_checkpoint
+
+        if main_rank and staging.exists() and resume is None:
+            if has_checkpoint(staging):  # keep the checkpoints so the run can continue
+                typer.echo(
+                    f"checkpoints kept in {staging}; continue with --resume {staging}", err=True
+                )
+            else:
+                shutil.rmtree(staging, ignore_errors=True)
+        raise
+    what = "fit" if outcome.steps is None else f"{outcome.steps} steps"
+    loss = "" if outcome.final_loss is None else f", final loss {outcome.final_loss:.4g}"
+    typer.echo(
+        f"{entry.name} on {dataset.name} ({len(train)} train samples): {what} in "
+        f"{outcome.seconds:.1f} s{loss}{' (EMA weights)' if outcome.used_ema else ''} -> "
+        f"{target}  (next: probpath sample {target} --n 1000 --out samples.png; "
+        f"probpath evaluate {target})"
+    )

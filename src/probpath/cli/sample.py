@@ -1,0 +1,217 @@
+"""``probpath sample``: draw samples from a run and save them as .npy or .png."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from probpath.cli.app import app
+from probpath.cli.errors import BadInput
+from probpath.cli.options import check_positive, load_run
+
+__all__ = ["sample"]
+
+
+@app.command()
+def sample(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory written by probpath fit.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .npy or .png.")],
+    n: Annotated[int, typer.Option("--n", help="Number of samples.")] = 1000,
+    sampler: Annotated[
+        str | None, typer.Option(help="Sampler name (path models; see probpath info).")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Sampler steps (path models).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the sampling noise.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:i].")] = "cpu",
+    weights: Annotated[
+        str, typer.Option(help="auto (EMA when fit used it), ema or model.")
+    ] = "auto",
+    label: Annotated[
+        int | None, typer.Option(help="Class label for conditional models (default: random).")
+    ] = None,
+    trajectories: Annotated[
+        bool,
+        typer.Option(
+            help="Path models on 2-D data: plot each sample's path from noise to data (.png)."
+        ),
+    ] = False,
+    clip_x0: Annotated[
+        bool,
+        typer.Option(
+            "--clip-x0",
+            help="Path models on bounded data (images): clamp every x0 prediction to the "
+            "data range (diffusers' clip_sample); keeps ODE samplers of short-trained "
+            "eps-models in range.",
+        ),
+    ] = False,
+) -> None:
+    """Draw samples from a fitted model and save them as .npy (array) or .png (plot).
+
+    Samples come back in the data's own space and shape (a vector model fitted on images
+    gives images). --sampler and --steps are passed to the model only when given.
+
+    Examples:
+
+      probpath sample runs/gmm-moons --n 2000 --out gmm.png
+
+      probpath sample runs/ddpm --n 500 --sampler dpmpp_2m --steps 10 --out ddpm.npy
+
+      probpath sample runs/ddpm-digits --sampler dpmpp_2m --steps 20 --clip-x0 --out d.png
+    """
+    import torch
+
+    from probpath.compare import resolve_device
+
+    def prepare():
+        check_positive(n, "--n", integer=True)
+        check_positive(steps, "--steps", integer=True)
+        if out.suffix.lower() not in (".npy", ".png"):
+            raise BadInput(f"--out {out} must end in .npy (array) or .png (plot)")
+        if out.exists() and out.is_dir():
+            raise BadInput(f"--out {out} is a directory; give a file name ending in .npy/.png")
+        if weights not in ("auto", "ema", "model"):
+            raise BadInput(f"--weights must be auto, ema or model, got {weights!r}")
+        dev = resolve_device(device)
+        loaded, record = load_run(run_dir, dev, weights)
+        cond = None
+        if loaded.capabilities.conditional:
+            classes = record.num_classes if record is not None else 0
+            if label is not None and classes and not 0 <= label < classes:
+                raise BadInput(f"--label must be in [0, {classes - 1}], got {label}")
+            g = torch.Generator().manual_seed(seed + 1)
+            if label is not None:
+                cond = torch.full((n,), label, dtype=torch.long)
+            elif classes:
+                cond = torch.randint(0, classes, (n,), generator=g)
+            else:
+                raise BadInput("this conditional model needs --label (the run has no record)")
+        elif label is not None:
+            raise BadInput("--label is only for conditional models")
+        return loaded, record, cond
+
+    loaded, record, cond = prepare()
+    path: list = []
+
+    def check_trajectories():
+        event = tuple(record.space.event_shape) if record is not None else None
+        if not hasattr(loaded, "field") or event != (2,) or out.suffix.lower() != ".png":
+            raise BadInput(
+                "--trajectories needs a path model (ddpm, cfm, ...) fitted on 2-D data and "
+                "an --out ending in .png"
+            )
+
+    if trajectories:
+        check_trajectories()
+
+    def clip_range():
+        space = record.space if record is not None else None
+        if not hasattr(loaded, "field") or space is None or space.value_range is None:
+            raise BadInput(
+                "--clip-x0 needs a path model (ddpm, cfm, ...) fitted on bounded data "
+                "(images, counts); the data range of this run is unknown"
+            )
+        low, high = (space.scale * v + space.shift for v in space.value_range)
+        return (min(low, high), max(low, high))
+
+    clip = clip_range() if clip_x0 else None
+
+    def keep(info):  # the sampler's callback: the state after every step
+        path.append(info["x"].detach().double().cpu())
+
+    def draw():
+        from probpath.compare import draw_samples
+
+        extra = {"callback": keep} if trajectories else {}
+        if clip is not None:
+            extra["clip_x0"] = clip
+        try:
+            x, seconds = draw_samples(
+                loaded, n, cond=cond, seed=seed, sampler=sampler, steps=steps, **extra
+            )
+        except TypeError as exc:
+            if sampler is not None or steps is not None:
+                raise BadInput(
+                    f"this model takes no --sampler/--steps options ({exc}); leave them out"
+                ) from None
+            raise
+        return x, seconds
+
+    x, seconds = draw()
+
+    def save():
+        samples = x.detach().double().cpu()
+        if record is not None:
+            samples = record.space.to_data(samples)
+        vr = record.space.value_range if record is not None else None
+        name = record.model if record is not None else type(loaded).__name__
+        if trajectories:
+            steps_x = [record.space.to_data(p) for p in path]
+            _save_trajectories(steps_x, out, title=f"{name}: {n} sampling paths")
+        else:
+            density = _cheap_density(loaded, record) if samples.shape[1:] == (2,) else None
+            _save_samples(
+                samples, out, title=f"{name}: {n} samples", value_range=vr, density=density
+            )
+        typer.echo(f"{n} samples in {seconds:.2f} s -> {out}")
+
+    save()
+
+
+def _cheap_density(model, record):
+    """``log p`` on a plotting grid for exact, cheap (estimator or one-pass) 2-D models."""
+    import torch
+
+    caps = model.capabilities
+    if not caps.exact_log_prob or caps.conditional or not (caps.estimator or caps.one_step):
+        return None
+    dtype = torch.float64
+    if isinstance(model, torch.nn.Module):
+        dtype = next(model.parameters()).dtype
+
+    def log_prob(grid):
+        z = grid.double() if record is None else record.space.to_model(grid.double())
+        return model.log_prob(z.to(dtype))
+
+    return log_prob
+
+
+def _save_trajectories(path: list, out: Path, title: str) -> None:
+    """Plot the sampler's states ``T x (n, 2)`` as paths from noise to data."""
+    from matplotlib.figure import Figure
+
+    from probpath.plotting import plot_trajectories, save_figure
+
+    fig = Figure(figsize=(4.0, 4.0), layout="constrained")
+    ax = fig.subplots()
+    plot_trajectories(ax, path)
+    ax.set_title(title, fontsize=9)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_figure(fig, out)
+
+
+def _save_samples(samples, out: Path, title: str, value_range=None, density=None) -> None:
+    import numpy as np
+
+    from probpath.core.serialization import atomic_write_bytes
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".npy":
+        buf = io.BytesIO()
+        np.save(buf, samples.numpy().astype(np.float32), allow_pickle=False)
+        atomic_write_bytes(out, buf.getvalue())
+        return
+    from matplotlib.figure import Figure
+
+    from probpath.plotting import plot_density, plot_samples, save_figure
+
+    fig = Figure(figsize=(4.0, 4.0), layout="constrained")
+    ax = fig.subplots()
+    if density is not None:  # the model's density as contours, its samples on top
+        plot_density(ax, density, samples)
+        ax.set_title(title, fontsize=9)
+    else:
+        plot_samples(ax, samples, tuple(samples.shape[1:]), title, value_range=value_range)
+    save_figure(fig, out)
