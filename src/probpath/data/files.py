@@ -10,19 +10,28 @@ Conventions:
   column are numbered in sorted order.
 * Nothing is unpickled (``allow_pickle=False``). Every problem raises ``ValueError`` naming
   the file and what to do.
+* Files are untrusted (:mod:`probpath.data.untrusted`): regular files only, announced sizes
+  checked before memory is spent, images decoded only from an allow-list of formats.
 """
 
 from __future__ import annotations
 
 import csv
-import gzip
-import math
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from probpath.data.dataset import Dataset
+from probpath.data.untrusted import (
+    IDX_DTYPES,
+    check_npy_file,
+    check_npy_member,
+    read_idx,
+    read_image,
+    regular_file,
+)
 
 __all__ = [
     "load_file",
@@ -41,15 +50,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 DATA_KEYS = ("x", "X", "data")
 LABEL_KEYS = ("y", "labels", "label", "target")
 """Names of an array (.npz) or column (.csv) that holds labels."""
-
-_IDX_DTYPES = {
-    0x08: np.dtype(np.uint8),
-    0x09: np.dtype(np.int8),
-    0x0B: np.dtype(">i2"),
-    0x0C: np.dtype(">i4"),
-    0x0D: np.dtype(">f4"),
-    0x0E: np.dtype(">f8"),
-}
 
 _FORMATS = ".npy, .npz, .csv, IDX (e.g. train-images-idx3-ubyte[.gz]) or a folder of images"
 
@@ -145,10 +145,11 @@ def _read_labels_file(path: Path) -> np.ndarray:
                 "use one column (or a column named label)"
             )
         return table.values[:, 0]
-    return _read_idx(path)
+    return read_idx(path)
 
 
 def _np_load(path: Path):
+    check_npy_file(path)
     try:
         return np.load(path, allow_pickle=False)
     except ValueError as exc:
@@ -170,6 +171,8 @@ def load_npy(path: str | Path, *, labels=None) -> Dataset:
 
 
 def _npz_array(archive, key: str, path: Path) -> np.ndarray:
+    if isinstance(getattr(archive, "zip", None), zipfile.ZipFile):
+        check_npy_member(path, archive.zip, f"{key}.npy")
     try:
         return archive[key]
     except ValueError as exc:
@@ -223,6 +226,7 @@ def _is_number(s: str) -> bool:
 
 
 def _read_csv_table(path: Path) -> _Table:
+    regular_file(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -300,34 +304,6 @@ def load_csv(path: str | Path, *, labels=None) -> Dataset:
 
 
 # --------------------------------------------------------------------------- IDX (MNIST)
-def _read_idx(path: Path) -> np.ndarray:
-    try:
-        with path.open("rb") as fh:
-            raw = fh.read()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise ValueError(f"{path} could not be read ({exc}); the file may be truncated") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise ValueError(
-            f"{path} is not an IDX file (bad magic number); expected MNIST-style "
-            "idx1/idx3 ubyte data, optionally gzipped"
-        )
-    dtype, ndim = _IDX_DTYPES[raw[2]], raw[3]
-    header = 4 + 4 * ndim
-    if ndim == 0 or len(raw) < header:
-        raise ValueError(f"{path}: IDX header is truncated or has no dimensions")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = math.prod(shape) * dtype.itemsize
-    if len(raw) - header != expected:
-        raise ValueError(
-            f"{path}: IDX header announces shape {shape} ({expected} bytes) but the file holds "
-            f"{len(raw) - header} bytes; the file is truncated or corrupt"
-        )
-    arr = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
-    return arr.astype(dtype.newbyteorder("="))
-
-
 def load_idx(path: str | Path, *, labels=None) -> Dataset:
     """An IDX file (MNIST format, gzipped or not): images ``(N, H, W)`` or vectors ``(N, D)``.
 
@@ -336,7 +312,7 @@ def load_idx(path: str | Path, *, labels=None) -> Dataset:
         labels: optional labels file (IDX ``idx1``, .npy or .csv) or array, ``(N,)``.
     """
     path = Path(path)
-    return _dataset(path, _read_idx(path), labels, image=True)
+    return _dataset(path, read_idx(path), labels, image=True)
 
 
 def _looks_like_idx(path: Path) -> bool:
@@ -345,25 +321,6 @@ def _looks_like_idx(path: Path) -> bool:
 
 
 # --------------------------------------------------------------------------- image folders
-def _read_image(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode.startswith(("I", "F")):
-                raise ValueError(
-                    f"{path} is a {img.mode} image (16-bit or float); convert it to 8-bit "
-                    "grey or RGB"
-                )
-            mode = "L" if img.mode in ("1", "L", "LA") else "RGB"
-            return np.asarray(img.convert(mode), dtype=np.uint8)
-    except ValueError:
-        raise
-    except Exception as exc:  # PIL raises UnidentifiedImageError, OSError, SyntaxError...
-        raise ValueError(f"{path} is not a readable image ({exc}); remove or replace it") from None
-
-
 def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
@@ -396,7 +353,7 @@ def load_image_folder(path: str | Path, *, labels=None) -> Dataset:
             f"{path} contains no images ({', '.join(IMAGE_SUFFIXES)}); point to a folder of "
             "images or of class sub-folders of images"
         )
-    images = [_read_image(f) for f in files]
+    images = [read_image(f) for f in files]
     if any(im.ndim == 3 for im in images):
         images = [np.repeat(im[..., None], 3, -1) if im.ndim == 2 else im for im in images]
     shapes = {im.shape for im in images}
@@ -429,6 +386,7 @@ def load_file(path: str | Path, *, labels=None) -> Dataset:
         raise ValueError(f"{path} does not exist; check the path")
     if path.is_dir():
         return load_image_folder(path, labels=labels)
+    regular_file(path)
     name = path.name.lower()
     if name.endswith(".npy"):
         return load_npy(path, labels=labels)
@@ -443,6 +401,6 @@ def load_file(path: str | Path, *, labels=None) -> Dataset:
             head = fh.read(4)
     except OSError as exc:
         raise ValueError(f"{path} could not be read ({exc})") from None
-    if len(head) == 4 and head[:2] == b"\x00\x00" and head[2] in _IDX_DTYPES:
+    if len(head) == 4 and head[:2] == b"\x00\x00" and head[2] in IDX_DTYPES:
         return load_idx(path, labels=labels)
     raise ValueError(f"{path}: unsupported file type; use {_FORMATS}")
