@@ -1,32 +1,62 @@
-"""``probpath.load``: rebuild any saved model from ``config.json`` + ``model.safetensors``."""
+"""``probpath.load``: rebuild any saved model from ``config.json`` + ``model.safetensors``.
+
+One load-time validator for every saved model, neural or estimator, in this order:
+
+1. ``config.json``: a bounded regular file, a JSON object (deep nesting refused), a known
+   class (from the catalog, never from a name the file invents);
+2. the model is built from its configuration with its allocations bounded by ``max_params``
+   (:func:`probpath.core.limits.build_bounded`);
+3. the expected weights — keys, shapes, float dtypes — are derived from that model (its
+   ``state_dict``) or, for an estimator, from its configuration (:mod:`probpath.core.
+   fitted_specs`; the ``"state"`` keys come from an allow-list);
+4. the safetensors header is checked against them before any weight is read; the weights
+   read are the committed ones of a checkpoint (:func:`probpath.training.checkpoint.
+   committed_file`) and must be finite.
+
+Every refusal is a :class:`~probpath.core.serialization.CheckpointError` (or a
+:class:`~probpath.core.limits.ResourceLimitError`) naming the file and the key. Only JSON and
+safetensors are read; nothing is unpickled.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from probpath.catalog import entry_for_class
+from probpath.core.fitted_specs import check_plain_state, expected_fitted
+from probpath.core.limits import DEFAULT_MAX_PARAMS, ResourceLimitError, build_bounded
 from probpath.core.model import FORMAT_VERSION, Estimator, Model
-from probpath.core.serialization import CheckpointError, load_tensors, read_json
+from probpath.core.serialization import CheckpointError, TensorInfo, load_tensors, read_json
 
 __all__ = ["load"]
 
 
-def load(directory: str | Path, device: str = "cpu"):
+def load(directory: str | Path, device: str = "cpu", *, max_params: int = DEFAULT_MAX_PARAMS):
     """Load a model saved with ``model.save(directory)`` (or a run directory of ``fit``).
 
-    Only JSON and safetensors are read; nothing is unpickled. Raises
-    :class:`~probpath.core.serialization.CheckpointError` on a malformed or foreign file.
+    Args:
+        directory: the folder holding ``config.json`` and ``model.safetensors``.
+        device: where to put the model.
+        max_params: largest number of tensor elements the configuration may ask for; raise
+            it only for files you trust.
+
+    Raises:
+        CheckpointError: a malformed, foreign or unsafe file, naming the file and the key.
+        ResourceLimitError: the configuration asks for more than ``max_params`` elements.
     """
+    from probpath.training.checkpoint import MODEL_FILE, committed_file
+
     directory = Path(directory)
     if directory.is_file():
         raise CheckpointError(
             f"{directory} is a file; pass the directory that holds config.json and "
             "model.safetensors"
         )
-    meta = read_json(directory / "config.json")
-    if meta.get("format_version") != FORMAT_VERSION or "class" not in meta:
+    config_path = directory / "config.json"
+    meta = read_json(config_path)
+    if meta.get("format_version") != FORMAT_VERSION or not isinstance(meta.get("class"), str):
         raise CheckpointError(
-            f"{directory / 'config.json'} is not a probpath model config (format_version "
+            f"{config_path} is not a probpath model config (format_version "
             f"{meta.get('format_version')!r}, expected {FORMAT_VERSION})"
         )
     try:
@@ -34,19 +64,25 @@ def load(directory: str | Path, device: str = "cpu"):
     except ValueError as exc:
         raise CheckpointError(str(exc)) from None
     config = meta.get("config", {})
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{directory / 'config.json'}: 'config' must be an object")
+    if not isinstance(config, dict) or not all(isinstance(k, str) for k in config):
+        raise CheckpointError(f"{config_path}: 'config' must be an object")
+    what = f"{meta['class']} of {config_path}"
     try:
-        model = entry.cls(**config)
+        model = build_bounded(lambda: entry.cls(**config), max_params, what)
+    except ResourceLimitError:
+        raise
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"cannot rebuild {meta['class']} from config.json: {exc}") from None
-    tensors = load_tensors(directory / "model.safetensors", device=device)
+        raise CheckpointError(f"cannot rebuild {what}: {exc}") from None
+    weights = committed_file(directory, MODEL_FILE)
     if isinstance(model, Model):
-        model.load_weights(tensors, str(directory / "model.safetensors"))
+        expected = {k: TensorInfo.of(v) for k, v in model.state_dict().items()}
+        model.load_weights(load_tensors(weights, device, expected), str(weights))
         model.to(device)
         model.eval()
     elif isinstance(model, Estimator):
-        model.load_fitted(tensors, meta.get("state", {}))
+        state = check_plain_state(type(model), meta.get("state", {}), str(config_path))
+        expected = expected_fitted(type(model), model.config, state, max_params, str(config_path))
+        model.load_fitted(load_tensors(weights, device, expected), state)
     else:  # pragma: no cover - every catalog class derives from one of the two
         raise CheckpointError(f"{meta['class']} is neither a Model nor an Estimator")
     return model

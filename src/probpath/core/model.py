@@ -250,8 +250,23 @@ class Estimator(ConfigMixin):
         return directory
 
     def load_fitted(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
-        """Restore learned attributes saved by :meth:`save`."""
+        """Restore learned attributes saved by :meth:`save`.
+
+        Every name must be a learned attribute (``name_``, not private, not defined by the
+        class: no method or property is replaced) and every tensor real floating point.
+        """
         for k, v in {**state, **tensors}.items():
-            if not k.endswith("_"):
+            if (
+                not isinstance(k, str)
+                or not k.endswith("_")
+                or k.startswith("_")
+                or hasattr(type(self), k)
+            ):
                 raise CheckpointError(f"unexpected saved attribute {k!r} for {type(self).__name__}")
+            if isinstance(v, torch.Tensor) and not v.is_floating_point():
+                raise CheckpointError(
+                    f"saved attribute {k!r} of {type(self).__name__} has dtype {v.dtype}; "
+                    "fitted tensors are real floating point"
+                )
+        for k, v in {**state, **tensors}.items():
             setattr(self, k, v)

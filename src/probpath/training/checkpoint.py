@@ -40,6 +40,7 @@ from probpath.core.serialization import (
     atomic_write_json,
     load_tensors,
     read_json,
+    remove_stale_temp_files,
     tensors_to_bytes,
 )
 
@@ -54,6 +55,7 @@ __all__ = [
     "load_checkpoint",
     "has_checkpoint",
     "clear_checkpoint",
+    "committed_file",
     "flatten_optimizer_state",
     "unflatten_optimizer_state",
     "rng_state_tensors",
@@ -149,6 +151,7 @@ def save_checkpoint(
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(run_dir)  # left by a save that was killed
     committed: dict[str, str] = {}
     if (run_dir / STATE_JSON).is_file():
         try:
@@ -168,14 +171,8 @@ def save_checkpoint(
     return run_dir
 
 
-def _load_verified(run_dir: Path, name: str, digest: str, device) -> dict[str, torch.Tensor]:
-    for candidate in (run_dir / name, _prev(run_dir / name)):
-        if _sha256(candidate) == digest:
-            return load_tensors(candidate, device=device)
-    raise CheckpointError(
-        f"{run_dir / name}: no copy matches the digest recorded in {STATE_JSON}; the checkpoint "
-        "is corrupt or was modified — restart the run or restore the files"
-    )
+def _load_verified(run_dir: Path, name: str, device) -> dict[str, torch.Tensor]:
+    return load_tensors(committed_file(run_dir, name), device=device)
 
 
 def load_checkpoint(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
@@ -197,9 +194,9 @@ def load_checkpoint(run_dir: str | os.PathLike, device: str | torch.device = "cp
     files = meta.get("files")
     if not isinstance(files, dict) or MODEL_FILE not in files or STATE_FILE not in files:
         raise CheckpointError(f"{run_dir / STATE_JSON} does not list the checkpoint's files")
-    model = _load_verified(run_dir, MODEL_FILE, files[MODEL_FILE], device)
-    ema = _load_verified(run_dir, EMA_FILE, files[EMA_FILE], device) if EMA_FILE in files else None
-    state = _load_verified(run_dir, STATE_FILE, files[STATE_FILE], "cpu")
+    model = _load_verified(run_dir, MODEL_FILE, device)
+    ema = _load_verified(run_dir, EMA_FILE, device) if EMA_FILE in files else None
+    state = _load_verified(run_dir, STATE_FILE, "cpu")
     return Checkpoint(model=model, ema=ema, state=state, meta=meta, path=run_dir)
 
 
@@ -309,3 +306,33 @@ def restore_rng_state(
         random.setstate((int(py[0]), tuple(int(v) for v in py[1:]), value if flag else None))
     except (KeyError, IndexError, ValueError, TypeError, RuntimeError) as exc:
         raise CheckpointError(f"malformed random-generator state in checkpoint ({exc})") from None
+
+
+def committed_file(run_dir: str | os.PathLike, name: str) -> Path:
+    """The committed copy of ``run_dir/name``: what :func:`load_checkpoint` would read.
+
+    Without a commit record (a plain ``model.save`` directory) that is ``run_dir/name``.
+    With one, a save that was interrupted after ``name`` was replaced but before the record
+    was written has left uncommitted weights in ``name``: the copy whose digest the record
+    names (``name`` or ``name.prev``) is returned instead, so ``probpath.load`` never reads
+    weights the checkpoint did not commit.
+
+    Raises:
+        CheckpointError: the record names ``name`` but no copy matches its digest.
+    """
+    run_dir = Path(run_dir)
+    if not has_checkpoint(run_dir):
+        return run_dir / name
+    files = read_json(run_dir / STATE_JSON).get("files", {})
+    if not isinstance(files, dict):
+        raise CheckpointError(f"{run_dir / STATE_JSON} does not list the checkpoint's files")
+    digest = files.get(name)
+    if digest is None:
+        return run_dir / name
+    for candidate in (run_dir / name, _prev(run_dir / name)):
+        if _sha256(candidate) == digest:
+            return candidate
+    raise CheckpointError(
+        f"{run_dir / name}: no copy matches the digest recorded in {STATE_JSON}; the checkpoint "
+        "is corrupt or was modified — restart the run or restore the files"
+    )
