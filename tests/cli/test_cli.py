@@ -231,8 +231,15 @@ def test_existing_out_needs_overwrite(gaussian_run, tmp_path):
     (out / "keep.txt").write_text("mine")
     assert_bad_input(invoke("fit", "gaussian", "--data", "moons", "--out", out), "--overwrite")
     assert (out / "keep.txt").read_text() == "mine"
+    # --overwrite replaces only a probpath run (issue #13): this folder is the user's
     res = invoke("fit", "gaussian", "--data", "moons", "--n", "50", "--out", out, "--overwrite")
-    assert res.exit_code == 0 and not (out / "keep.txt").exists()
+    assert_bad_input(res, "not a probpath run")
+    assert (out / "keep.txt").read_text() == "mine"
+    run = tmp_path / "run"
+    assert invoke("fit", "gaussian", "--data", "moons", "--n", "50", "--out", run).exit_code == 0
+    res = invoke("fit", "gaussian", "--data", "moons", "--n", "60", "--out", run, "--overwrite")
+    assert res.exit_code == 0, res.output
+    assert json.loads((run / "run.json").read_text())["n"] == 60
 
 
 def test_sample_and_evaluate_bad_input(gaussian_run, tmp_path):

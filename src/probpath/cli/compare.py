@@ -9,7 +9,7 @@ import typer
 
 from probpath.cli.app import app
 from probpath.cli.errors import BadInput
-from probpath.cli.options import check_positive, load_data
+from probpath.cli.options import check_positive, check_seed, load_data
 
 __all__ = ["compare"]
 
@@ -65,6 +65,7 @@ def compare(
         check_positive(steps, "--steps", integer=True)
         check_positive(time_budget, "--time")
         check_positive(n, "--n", integer=True)
+        check_seed(seed)
         if n_eval is not None and n_eval < 2:
             raise BadInput(f"--n-eval must be >= 2, got {n_eval}")
         check_positive(n_nll, "--n-nll", integer=True)

@@ -12,7 +12,7 @@ import typer
 
 from probpath.cli.app import app
 from probpath.cli.errors import BadInput
-from probpath.cli.options import check_positive, load_data, load_run
+from probpath.cli.options import check_positive, check_seed, load_data, load_run
 
 __all__ = ["evaluate"]
 
@@ -53,6 +53,7 @@ def evaluate(
         if not chosen or bad:
             raise BadInput(f"--metrics {metrics!r}: choose from {', '.join(METRICS)}")
         check_positive(n, "--n", integer=True)
+        check_seed(seed)
         if weights not in ("auto", "ema", "model"):
             raise BadInput(f"--weights must be auto, ema or model, got {weights!r}")
         dev = resolve_device(device)

@@ -10,7 +10,7 @@ import typer
 
 from probpath.cli.app import EXTRA_ARGS, app
 from probpath.cli.errors import BadInput
-from probpath.cli.options import check_positive, load_data
+from probpath.cli.options import check_positive, check_seed, load_data
 
 __all__ = ["fit"]
 
@@ -57,6 +57,10 @@ def fit(
             "same model, data and options; --steps is the new total)."
         ),
     ] = None,
+    max_params: Annotated[
+        int | None,
+        typer.Option(help="Raise the bound on a model's weights (tensor elements; default 1e8)."),
+    ] = None,
 ) -> None:
     """Train (or fit) one model on a data set and save it as a run directory.
 
@@ -84,90 +88,127 @@ def fit(
     """
     from probpath.catalog import build_model, get_entry
     from probpath.cli.options import merge_options, parse_extra_args, parse_set_options
-    from probpath.cli.rundir import check_output_dir
+    from probpath.cli.rundir import check_output_dir, check_resume, data_fingerprint
     from probpath.compare import DataSpace, resolve_device, unfit_reason
+    from probpath.core.limits import DEFAULT_MAX_PARAMS, ResourceLimitError, build_bounded
     from probpath.training.distributed import is_main_process
 
-    def prepare():
-        entry = get_entry(model)
-        kwargs = merge_options(parse_extra_args(ctx.args), parse_set_options(set_ or []))
-        check_positive(steps, "--steps", integer=True)
-        check_positive(time_budget, "--time")
-        check_positive(batch_size, "--batch-size", integer=True)
-        check_positive(lr, "--lr")
-        check_positive(n, "--n", integer=True)
-        if not 0.0 <= holdout < 1.0:
-            raise BadInput(f"--holdout must be in [0, 1), got {holdout}")
-        dev = resolve_device(device)
-        dataset = load_data(data, n, seed)
-        why = unfit_reason(entry, dataset)
-        if why is not None:
-            raise BadInput(f"model {entry.name!r} {why}; pick another model or data set")
-        train = dataset
-        if holdout > 0:
-            train, _ = dataset.split(holdout, seed=seed)
-        space = DataSpace.for_entry(dataset, entry.data)
-        caps = entry.cls.capabilities
-        try:
-            built = build_model(
+    entry = get_entry(model)
+    kwargs = merge_options(parse_extra_args(ctx.args), parse_set_options(set_ or []))
+    check_positive(steps, "--steps", integer=True)
+    check_positive(time_budget, "--time")
+    check_positive(batch_size, "--batch-size", integer=True)
+    check_positive(lr, "--lr")
+    check_positive(n, "--n", integer=True)
+    check_positive(max_params, "--max-params", integer=True)
+    check_seed(seed)
+    if not 0.0 <= holdout < 1.0:
+        raise BadInput(f"--holdout must be in [0, 1), got {holdout}")
+    caps = entry.cls.capabilities
+    if resume is not None and caps.estimator:
+        raise BadInput(
+            f"--resume: {entry.name!r} is an estimator, refitted rather than resumed; start a "
+            "new run with --out instead"
+        )
+    if resume is not None and out is not None and Path(out).resolve() != _final(resume).resolve():
+        raise BadInput(
+            f"--resume continues {resume} in place (it becomes {_final(resume)}); leave out "
+            f"--out {out}, or copy the run there first and resume the copy"
+        )
+    if out is not None and is_main_process():  # before any data is read
+        check_output_dir(Path(out), overwrite)
+    dev = resolve_device(device)
+    dataset = load_data(data, n, seed)
+    why = unfit_reason(entry, dataset)
+    if why is not None:
+        raise BadInput(f"model {entry.name!r} {why}; pick another model or data set")
+    train = dataset
+    if holdout > 0:
+        train, _ = dataset.split(holdout, seed=seed)
+    space = DataSpace.for_entry(dataset, entry.data)
+    try:
+        built = build_bounded(
+            lambda: build_model(
                 entry,
                 space.model_event_shape,
                 dataset.num_classes if caps.conditional else None,
                 quick=quick,
                 **kwargs,
-            )
-        except TypeError as exc:
-            raise BadInput(f"invalid options for model {entry.name!r}: {exc}") from None
-        except ValueError as exc:
-            raise BadInput(f"invalid options for model {entry.name!r}: {exc}") from None
-        if resume is not None:
-            from probpath.training.checkpoint import has_checkpoint
-
-            if caps.estimator or not has_checkpoint(resume):
-                raise BadInput(
-                    f"--resume {resume} holds no trainer checkpoint (estimators are refitted, "
-                    "not resumed); start a new run with --out instead"
-                )
-            target = Path(resume)
-            if target.name.startswith(".") and target.name.endswith(".partial"):
-                target = target.parent / target.name[1 : -len(".partial")]
-            return entry, kwargs, dev, dataset, train, space, built, target
-        target = out or Path("runs") / f"{entry.name}-{dataset.name}"
-        if is_main_process():
+            ),
+            max_params or DEFAULT_MAX_PARAMS,
+            f"model {entry.name!r}",
+        )
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, BadInput | ResourceLimitError):
+            raise
+        raise BadInput(f"invalid options for model {entry.name!r}: {exc}") from None
+    if caps.estimator:
+        _check_estimator_options(entry.name, built, space.model_dataset(train).x)
+    fingerprint = data_fingerprint(train.x, train.y)
+    if resume is not None:
+        options = {"options": kwargs, "quick": quick}
+        target = check_resume(Path(resume), entry.name, entry.cls.__name__, options, fingerprint)
+    else:
+        target = Path(out or Path("runs") / f"{entry.name}-{dataset.name}")
+        if out is None and is_main_process():
             check_output_dir(target, overwrite)
-        return entry, kwargs, dev, dataset, train, space, built, Path(target)
 
-    entry, kwargs, dev, dataset, train, space, built, target = prepare()
+    _fit_run(
+        entry, kwargs, dev, dataset, train, space, built, target,
+        data=data, n=n, seed=seed, holdout=holdout, steps=steps, time_budget=time_budget,
+        batch_size=batch_size, lr=lr, quick=quick, resume=resume, fingerprint=fingerprint,
+    )  # fmt: skip
 
-    def work():
-        return _fit_run(
-            entry, kwargs, dev, dataset, train, space, built, target,
-            data=data, n=n, seed=seed, holdout=holdout, steps=steps, time_budget=time_budget,
-            batch_size=batch_size, lr=lr, quick=quick, resume=resume,
-        )  # fmt: skip
 
-    work()
+def _check_estimator_options(name: str, built, x) -> None:
+    """Run an estimator's own option checks (``n_components >= 1``, ``tol``, ...) on a copy,
+    before any fitting: they otherwise run inside ``fit``, after work has started."""
+    import copy
+
+    probe = copy.deepcopy(built)
+    try:
+        if hasattr(probe, "_check_loop_settings"):
+            probe._check_loop_settings()
+        if hasattr(probe, "_check_parameters"):
+            probe._check_parameters(x.double())
+    except (TypeError, ValueError) as exc:
+        raise BadInput(f"invalid options for model {name!r}: {exc}") from None
+
+
+def _final(resume: Path) -> Path:
+    """The run directory a ``--resume`` directory publishes to (``.NAME.partial`` -> NAME)."""
+    resume = Path(resume)
+    if resume.name.startswith(".") and resume.name.endswith(".partial"):
+        return resume.parent / resume.name[1 : -len(".partial")]
+    return resume
 
 
 def _fit_run(
     entry, kwargs, dev, dataset, train, space, built, target: Path, *, data, n, seed, holdout,
-    steps, time_budget, batch_size, lr, quick, resume=None,
+    steps, time_budget, batch_size, lr, quick, resume=None, fingerprint=None,
 ) -> None:  # fmt: skip
     import torch
 
-    from probpath.cli.rundir import (
-        RunRecord,
-        publish,
-        staging_path,
-        write_run_record,
-    )
+    from probpath.cli.rundir import RunRecord, publish, staging_path, write_run_record
     from probpath.compare import train_model
+    from probpath.core.serialization import remove_stale_temp_files
+    from probpath.training.checkpoint import has_checkpoint
     from probpath.training.distributed import is_main_process
 
     main_rank = is_main_process()
     staging = Path(resume) if resume is not None else staging_path(target)
-    if main_rank and resume is None and staging.exists():
-        shutil.rmtree(staging)
+    source = str(Path(data).resolve()) if Path(data).exists() else data
+    record = RunRecord(
+        model=entry.name, data=source, space=space, n=n, seed=seed, holdout=holdout,
+        num_classes=dataset.num_classes, fit={"options": kwargs, "quick": quick},
+        fingerprint=fingerprint,
+    )  # fmt: skip
+    created = False
+    if main_rank:
+        created = not staging.exists()
+        remove_stale_temp_files(staging)
+        if resume is None:  # the record first: an interrupted run can be checked on --resume
+            write_run_record(staging, record)
     torch.manual_seed(seed)
     try:
         outcome = train_model(
@@ -179,37 +220,25 @@ def _fit_run(
             return
         if not (staging / "config.json").is_file():
             built.save(staging)
-        source = str(Path(data).resolve()) if Path(data).exists() else data
-        record = RunRecord(
-            model=entry.name,
-            data=source,
-            space=space,
-            n=n,
-            seed=seed,
-            holdout=holdout,
-            num_classes=dataset.num_classes,
-            fit={
-                "seconds": outcome.seconds,
-                "steps": outcome.steps,
-                "final_loss": outcome.final_loss,
-                "used_ema": outcome.used_ema,
-                "device": str(dev),
-                "options": kwargs,
-                "quick": quick,
-            },
-        )
+        record.fit = {
+            "seconds": outcome.seconds,
+            "steps": outcome.steps,
+            "final_loss": outcome.final_loss,
+            "used_ema": outcome.used_ema,
+            "device": str(dev),
+            "options": kwargs,
+            "quick": quick,
+        }
         write_run_record(staging, record)
         if staging != target:
             publish(staging, target)
     except BaseException:
-        from probpath.training.checkpoint import has_checkpoint
-
-        if main_rank and staging.exists() and resume is None:
+        if main_rank and created and staging.exists():
             if has_checkpoint(staging):  # keep the checkpoints so the run can continue
                 typer.echo(
                     f"checkpoints kept in {staging}; continue with --resume {staging}", err=True
                 )
-            else:
+            else:  # we created it in this call and it holds no checkpoint: ours to remove
                 shutil.rmtree(staging, ignore_errors=True)
         raise
     what = "fit" if outcome.steps is None else f"{outcome.steps} steps"

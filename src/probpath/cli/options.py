@@ -23,6 +23,8 @@ __all__ = [
     "parse_extra_args",
     "merge_options",
     "check_positive",
+    "check_seed",
+    "MAX_SEED",
     "load_data",
     "load_run",
 ]
@@ -36,7 +38,14 @@ def parse_value(text: str) -> Any:
     """
     try:
         return json.loads(text)
-    except ValueError:
+    except RecursionError:
+        raise ValueError(f"the value {text[:20]}... is nested too deeply; flatten it") from None
+    except ValueError as exc:
+        if text.lstrip()[:1] in ("{", "[", '"'):  # meant as JSON: say what is wrong
+            raise ValueError(
+                f"the value {text!r} is not valid JSON ({exc}); write e.g. hidden=[64,64] or "
+                'network={"hidden": [64, 64]}'
+            ) from None
         return text
 
 
@@ -127,6 +136,16 @@ def check_positive(value, name: str, *, integer: bool = False) -> None:
         raise BadInput(f"{name} must be {'>= 1' if integer else '> 0'}, got {value}")
 
 
+MAX_SEED = 2**63 - 2
+"""Largest ``--seed`` (torch seeds are 64-bit; ``sample`` also uses ``seed + 1``)."""
+
+
+def check_seed(seed: int) -> None:
+    """Refuse a seed torch cannot take (it raised ``Overflow when unpacking long``)."""
+    if not 0 <= seed <= MAX_SEED:
+        raise BadInput(f"--seed must be in [0, 2**63 - 2], got {seed}")
+
+
 def load_data(data: str, n: int | None, seed: int):
     """The data set ``data`` (a name or a file), ``n`` samples of it when given."""
     from probpath.data import load_dataset
@@ -134,8 +153,8 @@ def load_data(data: str, n: int | None, seed: int):
     return load_dataset(data, n=n, seed=seed)
 
 
-def load_run(run_dir: Path, dev, weights: str):
+def load_run(run_dir: Path, dev, weights: str, max_params: int | None = None):
     """``(model, record)`` of a run directory (see :func:`probpath.cli.rundir.load_run`)."""
     from probpath.cli.rundir import load_run as _load
 
-    return _load(run_dir, device=str(dev), weights=weights)
+    return _load(run_dir, device=str(dev), weights=weights, max_params=max_params)

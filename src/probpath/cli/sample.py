@@ -10,7 +10,7 @@ import typer
 
 from probpath.cli.app import app
 from probpath.cli.errors import BadInput
-from probpath.cli.options import check_positive, load_run
+from probpath.cli.options import check_positive, check_seed, load_run
 
 __all__ = ["sample"]
 
@@ -47,6 +47,13 @@ def sample(
             "eps-models in range.",
         ),
     ] = False,
+    max_params: Annotated[
+        int | None,
+        typer.Option(
+            help="Raise the bound on the model's weights and on --n x sample size (tensor "
+            "elements; default 1e8)."
+        ),
+    ] = None,
 ) -> None:
     """Draw samples from a fitted model and save them as .npy (array) or .png (plot).
 
@@ -64,10 +71,17 @@ def sample(
     import torch
 
     from probpath.compare import resolve_device
+    from probpath.core.limits import DEFAULT_MAX_PARAMS, MAX_SAMPLER_STEPS, check_elements
+
+    bound = max_params or DEFAULT_MAX_PARAMS
 
     def prepare():
         check_positive(n, "--n", integer=True)
         check_positive(steps, "--steps", integer=True)
+        check_positive(max_params, "--max-params", integer=True)
+        check_seed(seed)
+        if steps is not None and steps > MAX_SAMPLER_STEPS:
+            raise BadInput(f"--steps must be at most {MAX_SAMPLER_STEPS}, got {steps}")
         if out.suffix.lower() not in (".npy", ".png"):
             raise BadInput(f"--out {out} must end in .npy (array) or .png (plot)")
         if out.exists() and out.is_dir():
@@ -75,7 +89,15 @@ def sample(
         if weights not in ("auto", "ema", "model"):
             raise BadInput(f"--weights must be auto, ema or model, got {weights!r}")
         dev = resolve_device(device)
-        loaded, record = load_run(run_dir, dev, weights)
+        loaded, record = load_run(run_dir, dev, weights, bound)
+        event = record.space.event_shape if record else getattr(loaded, "event_shape", ())
+        check_elements((n, *event), bound, "--n x sample shape", "use a smaller --n")
+        if sampler is not None and hasattr(loaded, "field"):
+            from probpath.sampling import SAMPLERS
+
+            if sampler not in SAMPLERS:
+                names = ", ".join(SAMPLERS)
+                raise BadInput(f"--sampler {sampler!r} is unknown; choose from {names}")
         cond = None
         if loaded.capabilities.conditional:
             classes = record.num_classes if record is not None else 0
