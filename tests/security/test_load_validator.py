@@ -9,9 +9,6 @@ checks).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
@@ -155,36 +152,6 @@ def test_huge_num_steps_buffer_is_refused_before_allocation(tmp_path):
     (run / "config.json").write_text(json.dumps(meta))
     with pytest.raises(ResourceLimitError):
         probpath.load(run)
-
-
-def test_size_attack_peak_memory_is_bounded(cfm_run, tmp_path):
-    """Peak RSS of a child that loads the hostile config minus one that loads the honest
-    run: the refusal allocates nothing of the hostile layer, so the difference is allocator
-    noise (a few MiB); 64 MiB is far below the 8 GB the layer would take."""
-    run = _copy(cfm_run, tmp_path)
-    meta = json.loads((run / "config.json").read_text())
-    meta["config"]["network"] = {"hidden": [10**9]}
-    (run / "config.json").write_text(json.dumps(meta))
-    script = textwrap.dedent(
-        """
-        import resource, sys
-        import probpath
-        try:
-            probpath.load(sys.argv[1])
-        except ValueError:
-            pass
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-        """
-    )
-
-    def peak_kib(path):
-        out = subprocess.run(
-            [sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120
-        )
-        assert out.returncode == 0, out.stderr
-        return int(out.stdout.split()[-1])
-
-    assert peak_kib(run) - peak_kib(cfm_run) < 64 * 1024
 
 
 # ----------------------------------------------------------------------------- cause 4 (load)

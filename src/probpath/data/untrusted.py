@@ -186,10 +186,13 @@ def check_npy_member(path: Path, archive: zipfile.ZipFile, name: str) -> None:
     try:
         with archive.open(info) as fh:
             announced = _npy_bytes(fh, where)
-            if announced > info.file_size:
-                raise _too_big(path, announced, info.file_size, f"header of {name!r}")
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+    except ValueError:
+        raise
+    except Exception as exc:  # zipfile raises OSError, BadZipFile, RuntimeError (encrypted),
+        # NotImplementedError (unknown compression), zlib.error, EOFError, ...
         raise ValueError(f"{where} is unreadable ({exc}); re-save it") from None
+    if announced > info.file_size:
+        raise _too_big(path, announced, info.file_size, f"header of {name!r}")
 
 
 # --------------------------------------------------------------------------- images
