@@ -71,8 +71,8 @@ def load(directory: str | Path, device: str = "cpu", *, max_params: int = DEFAUL
         model = build_bounded(lambda: entry.cls(**config), max_params, what)
     except ResourceLimitError:
         raise
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"cannot rebuild {what}: {exc}") from None
+    except Exception as exc:  # the constructor's input is untrusted: any failure is the file's
+        raise CheckpointError(f"cannot rebuild {what}: {type(exc).__name__}: {exc}") from None
     weights = committed_file(directory, MODEL_FILE)
     if isinstance(model, Model):
         expected = {k: TensorInfo.of(v) for k, v in model.state_dict().items()}
