@@ -51,15 +51,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--src", action="append", required=True, help="a src/ tree (repeat)")
     parser.add_argument("--cap-gib", type=float, default=8.0, help="RLIMIT_AS of each child")
+    parser.add_argument("--cases", default=None, help="comma-separated subset of the rows")
     args = parser.parse_args()
     cap = int(args.cap_gib * 2**30)
     attacks = _attacks()
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["PYTHONPATH"] = args.src[-1]  # the builders save models with this tree
         sys.path.insert(0, args.src[-1])
-        cases = {"baseline (moons)": ("data", "moons")}
+        honest = attacks.build_honest_run(Path(tmp) / "honest")
+        cases = {"baseline data (moons)": ("data", "moons"), "baseline run (cfm)": ("run", honest)}
+        wanted = None if args.cases is None else set(args.cases.split(","))
         for name, (_, kind) in attacks.CASES.items():
-            cases[name] = (kind, str(attacks.build(name, Path(tmp) / name)))
+            if wanted is None or name in wanted:
+                cases[name] = (kind, str(attacks.build(name, Path(tmp) / name)))
+        cases = {k: v for k, v in cases.items() if wanted is None or k in wanted or "base" in k}
         head = " | ".join(
             f"{Path(s).resolve().parent.name}/src: outcome, peak MiB" for s in args.src
         )

@@ -29,7 +29,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["CASES", "build", "child_main"]
+__all__ = ["CASES", "build", "build_honest_run", "child_main"]
 
 
 def _idx_gzip_bomb(d: Path) -> Path:
@@ -106,6 +106,11 @@ CASES: dict[str, tuple[Callable[[Path], Path], str]] = {
     "config_steps_1e11": (lambda d: _run(d, "ddpm", lambda c: c.update(num_steps=10**11)), "run"),
 }
 """case name -> (builder(directory) -> path, "data" | "run")."""
+
+
+def build_honest_run(directory: Path) -> str:
+    """A saved quick cfm model, unchanged: the baseline of the ``run`` cases."""
+    return str(_run(directory, "cfm", lambda c: None))
 
 
 def build(case: str, directory: Path) -> Path:

@@ -197,3 +197,25 @@ def test_resume_with_the_same_inputs_continues(cfm_run, tmp_path):
                  "--resume", run)  # fmt: skip
     assert res.exit_code == 0, res.output
     assert json.loads((run / "run.json").read_text())["fit"]["steps"] == 5
+
+
+# ----------------------------------------------------------------------------- causes 1, 3 (CLI)
+def test_sampler_steps_and_sample_count_are_bounded_before_sampling(cfm_run, tmp_path):
+    """--steps 1e11 tried to allocate an 800 GB time grid; --n 10**9 x 2 floats is 8 GB."""
+    out = tmp_path / "s.npy"
+    one_line(invoke("sample", cfm_run, "--steps", 10**11, "--out", out), 2, "--steps", "100000")
+    one_line(invoke("sample", cfm_run, "--n", 10**9, "--out", out), 2, "--n x sample shape")
+    assert not out.exists()
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_data_path_inside_run_json_is_untrusted(cfm_run, tmp_path):
+    """``evaluate RUN`` reads the data path stored in run.json: a symlink to a device there
+    is refused by its file type, never read."""
+    run = _copy(cfm_run, tmp_path / "run")
+    link = tmp_path / "train-idx3-ubyte"
+    link.symlink_to("/dev/zero")
+    record = json.loads((run / "run.json").read_text())
+    record["data"] = str(link)
+    (run / "run.json").write_text(json.dumps(record))
+    one_line(invoke("evaluate", run), 2, "not a regular file")

@@ -111,37 +111,24 @@ def _write(directory: str, name: str, data: bytes) -> Path:
 
 
 # ----------------------------------------------------------------------------- data files
-@child_only
-@FUZZ
-@given(data=mutated(_npy_bytes()))
-def test_fuzz_npy(data):
-    with tempfile.TemporaryDirectory() as d:
-        typed(load_dataset, _write(d, "x.npy", data))
+_FILES = {
+    "x.npy": _npy_bytes(),
+    "x.npz": _npz_bytes(),
+    "x.csv": b"a,b,label\n1.5,2,0\n3,-4e3,1\nnan,5,1\n",
+    "x-idx3-ubyte": _idx_bytes(),
+    "x-idx3-ubyte.gz": _idx_bytes(),  # mutated, then gzipped
+}
 
 
 @child_only
+@pytest.mark.parametrize("name", list(_FILES))
 @FUZZ
-@given(data=mutated(_npz_bytes()))
-def test_fuzz_npz(data):
+@given(data=st.data())
+def test_fuzz_data_files(name, data):
+    """npy, npz, csv and IDX (raw and gzipped): one Hypothesis run per file type."""
+    blob = data.draw(mutated(_FILES[name]))
     with tempfile.TemporaryDirectory() as d:
-        typed(load_dataset, _write(d, "x.npz", data))
-
-
-@child_only
-@FUZZ
-@given(data=mutated(b"a,b,label\n1.5,2,0\n3,-4e3,1\nnan,5,1\n"))
-def test_fuzz_csv(data):
-    with tempfile.TemporaryDirectory() as d:
-        typed(load_dataset, _write(d, "x.csv", data))
-
-
-@child_only
-@FUZZ
-@given(data=mutated(_idx_bytes()), gz=st.booleans())
-def test_fuzz_idx(data, gz):
-    with tempfile.TemporaryDirectory() as d:
-        name = "x-idx3-ubyte" + (".gz" if gz else "")
-        typed(load_dataset, _write(d, name, gzip.compress(data) if gz else data))
+        typed(load_dataset, _write(d, name, gzip.compress(blob) if name.endswith(".gz") else blob))
 
 
 @child_only
@@ -251,6 +238,6 @@ def test_fuzz_in_a_child_with_bounded_memory():
         capture_output=True, text=True, env=env, timeout=600,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
-    assert "8 passed" in out.stdout, out.stdout[-2000:]
+    assert "9 passed" in out.stdout, out.stdout[-2000:]
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     assert peak_kib < 1.5 * 2**20, peak_kib
