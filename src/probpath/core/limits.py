@@ -3,7 +3,8 @@
 A configuration is a few bytes of JSON, but ``{"hidden": [1000000000]}`` asks for gigabytes.
 :func:`build_bounded` builds a model while counting every tensor its constructor creates
 through torch's factory functions (``empty``, ``zeros``, ``randn``, ``linspace``, ...): each
-call is first evaluated on the ``meta`` device (shape only, no memory), and the build stops
+call's size is computed from its arguments (or, for rarer factories, by evaluating it on the
+``meta`` device: shape only, no memory) before it runs, and the build stops
 with :class:`ResourceLimitError` as soon as the running total would pass ``max_params``,
 before the allocation that would pass it.
 
@@ -55,6 +56,43 @@ def check_elements(shape: Sequence[int], limit: int, what: str, fix: str) -> int
     return check_count(math.prod(dims), limit, f"{what} {tuple(dims)}", fix)
 
 
+def _shape_numel(args: tuple, kwargs: dict) -> int | None:
+    """Elements of a ``size`` given as ``f(2, 3)``, ``f((2, 3))`` or ``f(size=(2, 3))``."""
+    size = kwargs.get("size", args[0] if len(args) == 1 else args)
+    if isinstance(size, int) and not isinstance(size, bool):
+        size = (size,)
+    if isinstance(size, tuple | list | torch.Size) and all(
+        isinstance(s, int) and not isinstance(s, bool) for s in size
+    ):
+        return math.prod(size)
+    return None
+
+
+def _numel(name: str, args: tuple, kwargs: dict) -> int | None:
+    """Elements a factory call will create, from its arguments (``None``: not known here).
+
+    Computed without torch for the common factories (a meta-device probe of ``arange`` loads
+    torch's symbolic-shape machinery: ~75 MiB and seconds, on every load).
+    """
+    if name in ("empty", "zeros", "ones", "rand", "randn"):
+        return _shape_numel(args, kwargs)
+    if name == "full":
+        return _shape_numel((kwargs["size"],) if "size" in kwargs else args[:1], {})
+    if name in ("tensor", "as_tensor", "asarray", "scalar_tensor"):
+        return 0  # built from data that is already in memory
+    if name in ("linspace", "logspace"):
+        steps = kwargs.get("steps", args[2] if len(args) > 2 else None)
+        return steps if isinstance(steps, int) and not isinstance(steps, bool) else None
+    if name == "arange" and 1 <= len(args) <= 3 and all(isinstance(a, int | float) for a in args):
+        start, end = (0, args[0]) if len(args) == 1 else args[:2]
+        step = args[2] if len(args) == 3 else 1
+        try:
+            return max(0, math.ceil((end - start) / step))
+        except (ArithmeticError, ValueError):  # step 0, infinities, NaN: let torch decide
+            return None
+    return None
+
+
 def _constructors() -> set[Callable]:
     from torch.utils._device import _device_constructors
 
@@ -72,8 +110,11 @@ class _Budget(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func in self.factories:
-            probe = func(*args, **{**kwargs, "device": "meta"})
-            self.used += probe.numel() if isinstance(probe, torch.Tensor) else 0
+            n = _numel(func.__name__, args, kwargs)
+            if n is None:
+                probe = func(*args, **{**kwargs, "device": "meta"})
+                n = probe.numel() if isinstance(probe, torch.Tensor) else 0
+            self.used += n
             if self.used > self.limit:
                 raise ResourceLimitError(
                     f"{self.what} asks for more than {self.limit} tensor elements (weights, "
