@@ -219,3 +219,12 @@ def test_data_path_inside_run_json_is_untrusted(cfm_run, tmp_path):
     record["data"] = str(link)
     (run / "run.json").write_text(json.dumps(record))
     one_line(invoke("evaluate", run), 2, "not a regular file")
+
+
+def test_max_params_flag_sets_the_bound(cfm_run, tmp_path):
+    """The quick cfm has ~3.8e4 weights: --max-params 1000 refuses it, the default loads it."""
+    out = tmp_path / "s.npy"
+    one_line(invoke("sample", cfm_run, "--n", 10, "--max-params", 1000, "--out", out), 2,
+             "more than 1000", "--max-params")  # fmt: skip
+    assert invoke("sample", cfm_run, "--n", 10, "--out", out).exit_code == 0
+    assert out.is_file()

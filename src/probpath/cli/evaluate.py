@@ -32,6 +32,10 @@ def evaluate(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:i].")] = "cpu",
     weights: Annotated[str, typer.Option(help="auto, ema or model.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    max_params: Annotated[
+        int | None,
+        typer.Option(help="Raise the bound on the model's weights (tensor elements; default 1e8)."),
+    ] = None,
 ) -> None:
     """Score a fitted model on held-out data: NLL and sample distances, as compare does.
 
@@ -54,10 +58,11 @@ def evaluate(
             raise BadInput(f"--metrics {metrics!r}: choose from {', '.join(METRICS)}")
         check_positive(n, "--n", integer=True)
         check_seed(seed)
+        check_positive(max_params, "--max-params", integer=True)
         if weights not in ("auto", "ema", "model"):
             raise BadInput(f"--weights must be auto, ema or model, got {weights!r}")
         dev = resolve_device(device)
-        loaded, record = load_run(run_dir, dev, weights)
+        loaded, record = load_run(run_dir, dev, weights, max_params)
         if data is None:
             if record is None:
                 raise BadInput(f"{run_dir} has no run.json; pass --data")

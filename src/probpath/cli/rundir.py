@@ -219,7 +219,9 @@ def staging_path(final: Path) -> Path:
 def publish(staging: Path, final: Path) -> Path:
     """Move the finished ``staging`` directory to ``final`` (replacing an old run)."""
     old = final.parent / f".{final.name}.old"
-    if old.exists():
+    if old.exists():  # left by an interrupted publish: an old run, or not ours to delete
+        if not (old / RUN_FILE).is_file():
+            raise ValueError(f"{old} is in the way and is not a probpath run; move it away")
         shutil.rmtree(old)
     if final.exists():
         os.replace(final, old)
