@@ -423,6 +423,7 @@ def _entries() -> list[CatalogEntry]:
     ]
     # --- the survey's scale-up recipes (§2.5, §3.3; Tables 1-3): EDM, SiT ---
     from probpath.score.edm import EDM
+    from probpath.velocity.interpolants import StochasticInterpolant
 
     entries += [
         CatalogEntry(
@@ -433,6 +434,14 @@ def _entries() -> list[CatalogEntry]:
             # sigma_max 10: an untrained preconditioned denoiser is N(0, sigma_data^2)'s, whose
             # flow stays on the battery's grid; the coarse likelihood solve needs a short span
             test_kwargs={**mlp_test, "sigma_max": 10.0},
+            data="vector",
+        ),
+        CatalogEntry(
+            "sit",
+            StochasticInterpolant,
+            "SiT: velocity on the GVP interpolant; Heun ODE, or .sample_sde with tunable w(t)",
+            quick_kwargs=mlp_quick,
+            test_kwargs=mlp_test,
             data="vector",
         ),
     ]
