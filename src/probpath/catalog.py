@@ -421,6 +421,30 @@ def _entries() -> list[CatalogEntry]:
             data="vector",
         ),
     ]
+    # --- the survey's scale-up recipes (§2.5, §3.3; Tables 1-3): EDM, SiT ---
+    from probpath.score.edm import EDM
+    from probpath.velocity.interpolants import StochasticInterpolant
+
+    entries += [
+        CatalogEntry(
+            "edm",
+            EDM,
+            "EDM recipe: preconditioned denoiser, lognormal sigma, lambda(sigma), Heun 18 steps",
+            quick_kwargs=mlp_quick,
+            # sigma_max 10: an untrained preconditioned denoiser is N(0, sigma_data^2)'s, whose
+            # flow stays on the battery's grid; the coarse likelihood solve needs a short span
+            test_kwargs={**mlp_test, "sigma_max": 10.0},
+            data="vector",
+        ),
+        CatalogEntry(
+            "sit",
+            StochasticInterpolant,
+            "SiT: velocity on the GVP interpolant; Heun ODE, or .sample_sde with tunable w(t)",
+            quick_kwargs=mlp_quick,
+            test_kwargs=mlp_test,
+            data="vector",
+        ),
+    ]
     return entries
 
 

@@ -13,6 +13,14 @@ import torch
 from probpath.data.dataset import Dataset, rescale
 from probpath.data.digits import load_digits
 from probpath.data.files import load_file
+from probpath.data.shapes import (
+    SHAPES2D_FACTORS,
+    SHAPES2D_SIZES,
+    Shapes2D,
+    make_shapes2d,
+    render_shapes2d,
+    sample_shapes2d_factors,
+)
 from probpath.data.toy import (
     TOY_NAMES,
     MixtureParams,
@@ -27,6 +35,9 @@ __all__ = [
     "Dataset",
     "MixtureParams",
     "MixtureSample",
+    "SHAPES2D_FACTORS",
+    "SHAPES2D_SIZES",
+    "Shapes2D",
     "TOY_NAMES",
     "available_datasets",
     "demo_gaussian_mixture",
@@ -34,9 +45,12 @@ __all__ = [
     "load_digits",
     "load_file",
     "make_gaussian_mixture",
+    "make_shapes2d",
     "make_toy",
     "random_gaussian_mixture",
+    "render_shapes2d",
     "rescale",
+    "sample_shapes2d_factors",
 ]
 
 DEFAULT_TOY_SIZE = 10_000
@@ -44,7 +58,7 @@ DEFAULT_TOY_SIZE = 10_000
 
 def available_datasets() -> list[str]:
     """Names :func:`load_dataset` knows (besides file paths)."""
-    return [*TOY_NAMES, "gmm", "digits"]
+    return [*TOY_NAMES, "gmm", "digits", "shapes2d"]
 
 
 def _subsample(data: Dataset, n: int | None, seed: int) -> Dataset:
@@ -69,13 +83,17 @@ def load_dataset(
         name_or_path: a toy name (``moons``, ``circles``, ``8gaussians``, ``25gaussians``,
             ``checkerboard``, ``swissroll``, ``2spirals``, ``pinwheel``, ``rings``), ``gmm``
             (the known mixture :func:`demo_gaussian_mixture`, with component labels),
-            ``digits`` (scikit-learn's 8x8 digits), or a path (.npy, .npz, .csv, IDX, a
+            ``digits`` (scikit-learn's 8x8 digits), ``shapes2d`` (dSprites-like binary
+            images with known factors, :mod:`probpath.data.shapes`; ``y`` is the shape
+            class, the full factor matrix of the same draw is
+            ``make_shapes2d(n, seed, size).factors``), or a path (.npy, .npz, .csv, IDX, a
             folder of images; see :mod:`probpath.data.files`).
         n: number of samples. Synthetic sets draw ``n`` (default 10,000); real data keep a
             seeded random subset of ``n`` rows (default: all).
         seed: seed of the synthetic draw or of the subset.
         labels: for files, an optional labels array or file (one integer per sample).
-        **kwargs: ``gmm`` accepts ``dim`` (default 2) and ``k`` (default 6).
+        **kwargs: ``gmm`` accepts ``dim`` (default 2) and ``k`` (default 6); ``shapes2d``
+            accepts ``size`` (image side, default 32).
 
     Returns:
         A float32 :class:`Dataset`.
@@ -85,7 +103,7 @@ def load_dataset(
         torch.Size([100, 2])
     """
     name = str(name_or_path)
-    allowed = {"dim", "k"} if name == "gmm" else set()
+    allowed = {"gmm": {"dim", "k"}, "shapes2d": {"size"}}.get(name, set())
     unknown = sorted(set(kwargs) - allowed)
     if unknown:
         raise ValueError(
@@ -105,6 +123,18 @@ def load_dataset(
             size, *params, torch.Generator().manual_seed(seed), dtype=torch.float32
         )
         return Dataset(x=draw.x, y=draw.labels, name="gmm", num_classes=len(params.weights))
+    if name == "shapes2d":
+        count = DEFAULT_TOY_SIZE if n is None else n
+        draw = make_shapes2d(count, seed=seed, size=kwargs.get("size", 32))
+        return Dataset(
+            x=draw.x,
+            y=draw.factors[:, 0].clone(),
+            name="shapes2d",
+            value_range=(0.0, 1.0),
+            discrete=True,
+            n_levels=2,
+            num_classes=SHAPES2D_SIZES[0],
+        )
     if name == "digits":
         return _subsample(load_digits(), n, seed)
     path = Path(name_or_path)

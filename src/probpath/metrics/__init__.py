@@ -1,12 +1,17 @@
 """Sample-quality and likelihood metrics: MMD, sliced Wasserstein, energy and Fréchet
 distances, precision / recall (in pixels or in a domain classifier's features, the FID
 recipe), NLL / bits-per-dim with dequantisation, and the two-sample
-noise floor.
+noise floor, and the Factor-CLS disentanglement score of codes (Higgins et al. 2017).
 
 All two-sample metrics flatten their inputs to ``(N, D)``, compute in float64 and return
 Python floats.
 """
 
+from probpath.metrics.disentanglement import (
+    FactorCLSResult,
+    factor_cls_score,
+    factor_cls_votes,
+)
 from probpath.metrics.energy import energy_distance
 from probpath.metrics.features import (
     FeatureExtractor,
@@ -29,6 +34,7 @@ from probpath.metrics.precision_recall import PrecisionRecall, precision_recall
 from probpath.metrics.sliced import sliced_wasserstein, wasserstein_1d
 
 __all__ = [
+    "FactorCLSResult",
     "FeatureExtractor",
     "NLLResult",
     "PrecisionRecall",
@@ -37,6 +43,8 @@ __all__ = [
     "dequantize",
     "quantize",
     "energy_distance",
+    "factor_cls_score",
+    "factor_cls_votes",
     "feature_frechet_distance",
     "feature_precision_recall",
     "fit_feature_extractor",

@@ -18,6 +18,8 @@ Schedules (``make_schedule(name, **kwargs)`` builds one from its JSON config):
 ``"linear"``              :class:`LinearSchedule`, alpha = 1 - t, sigma = t (rectified flow,
                           OT-CFM), optional ``sigma_min``
 ``"edm"``                 :class:`EDMSchedule`, alpha = 1, sigma = sigma_max * t^rho (Karras et al.)
+``"gvp"``                 :class:`GVPSchedule`, alpha = cos(pi t / 2), sigma = sin(pi t / 2)
+                          (the trigonometric interpolant of SiT / stochastic interpolants)
 ========================  =====================================================================
 """
 
@@ -38,6 +40,7 @@ __all__ = [
     "VESchedule",
     "LinearSchedule",
     "EDMSchedule",
+    "GVPSchedule",
     "SCHEDULES",
     "make_schedule",
 ]
@@ -411,9 +414,49 @@ class EDMSchedule(Schedule):
         return (torch.exp(-0.5 * _as_t(lam)) / self.sigma_max) ** (1.0 / self.rho)
 
 
+class GVPSchedule(Schedule):
+    """Generalised VP / trigonometric interpolant: ``alpha = cos(pi t / 2)``,
+    ``sigma = sin(pi t / 2)`` (Albergo et al. 2023; SiT, Ma et al. 2024, "GVP").
+
+    ``alpha^2 + sigma^2 = 1`` at every ``t`` (variance preserving for unit-variance data) and,
+    unlike the VP SDE, ``alpha(1) = 0`` exactly: the prior ``N(0, I)`` is the path's marginal
+    at ``t = 1``. In SiT's time (``tau = 1 - t``, data at ``tau = 1``) this is
+    ``x_tau = sin(pi tau / 2) x0 + cos(pi tau / 2) eps``. ``alpha`` is computed as
+    ``sin(pi (1 - t) / 2)`` so that it is exactly 0 at ``t = 1`` in every float precision.
+
+    >>> v = GVPSchedule()(torch.tensor([0.0, 1.0]))
+    >>> v.alpha.tolist(), v.sigma.tolist()
+    ([1.0, 0.0], [0.0, 1.0])
+    """
+
+    name = "gvp"
+    t_min = 1e-3  # sigma(0) = 0: the last network time before the final step to t = 0
+
+    def _kwargs(self):
+        return {}  # no parameters: every GVPSchedule is equal (compares by value)
+
+    def __call__(self, t):
+        t = _as_t(t)
+        half_pi = 0.5 * math.pi
+        alpha, sigma = torch.sin(half_pi * (1.0 - t)), torch.sin(half_pi * t)
+        return ScheduleValues(alpha, sigma, -half_pi * sigma, half_pi * alpha)
+
+    def t_from_log_snr(self, lam):
+        # alpha / sigma = cot(pi t / 2) = exp(lam / 2)
+        return torch.atan(torch.exp(-0.5 * _as_t(lam))) * (2.0 / math.pi)
+
+
 SCHEDULES: dict[str, type[Schedule]] = {
     cls.name: cls
-    for cls in (DDPMSchedule, VPSchedule, SubVPSchedule, VESchedule, LinearSchedule, EDMSchedule)
+    for cls in (
+        DDPMSchedule,
+        VPSchedule,
+        SubVPSchedule,
+        VESchedule,
+        LinearSchedule,
+        EDMSchedule,
+        GVPSchedule,
+    )
 }
 
 

@@ -36,16 +36,25 @@ __all__ = ["PathModel", "build_path_network"]
 
 
 def build_path_network(
-    event_shape: tuple[int, ...], num_classes: int = 0, options: dict | None = None
+    event_shape: tuple[int, ...], num_classes: int = 0, options: dict | str | None = None
 ) -> nn.Module:
     """The reference network for data of ``event_shape``: a :class:`~probpath.nn.TimeMLP` for
-    vectors ``(D,)``, a :class:`~probpath.nn.UNet` for images ``(C, H, W)``.
+    vectors ``(D,)``, a :class:`~probpath.nn.UNet` for images ``(C, H, W)``, or the
+    :class:`~probpath.nn.DiT` transformer for images with ``options="dit"`` (``--set
+    network=dit``) or ``{"arch": "dit", **its kwargs}``.
 
     ``options`` are the network's keyword arguments (JSON-able, e.g. ``{"hidden": [64, 64]}``).
     """
-    from probpath.nn import TimeMLP, UNet
+    from probpath.nn import DiT, TimeMLP, UNet
 
-    options = dict(options or {})
+    options = dict({"arch": options} if isinstance(options, str) else options or {})
+    arch = options.pop("arch", None)
+    if arch not in (None, "dit"):
+        raise ValueError(f"network arch must be 'dit' or omitted (the default), got {arch!r}")
+    if arch == "dit":
+        if len(event_shape) != 3:
+            raise ValueError(f"network='dit' needs images (C, H, W); got event_shape {event_shape}")
+        return DiT(event_shape, num_classes=num_classes, **options)
     if len(event_shape) == 1:
         return TimeMLP(event_shape[0], num_classes=num_classes, **options)
     if len(event_shape) == 3:

@@ -1,6 +1,7 @@
-"""Route 2 (survey §2): score-matching objectives and the DDPM, NCSN and score-SDE models."""
+"""Route 2 (survey §2): score-matching objectives and the DDPM, NCSN, score-SDE and EDM models."""
 
 from probpath.score.diffusion import NCSN, DiffusionModel, ScoreSDE
+from probpath.score.edm import EDM, edm_loss, edm_sigma, edm_weight
 from probpath.score.objectives import (
     WEIGHTINGS,
     VLBTerms,
@@ -18,6 +19,7 @@ from probpath.score.objectives import (
 )
 
 __all__ = [
+    "EDM",
     "NCSN",
     "WEIGHTINGS",
     "DiffusionModel",
@@ -27,6 +29,9 @@ __all__ = [
     "ddpm_vlb_loss",
     "ddpm_vlb_terms",
     "denoising_score_matching_loss",
+    "edm_loss",
+    "edm_sigma",
+    "edm_weight",
     "eps_weight",
     "exact_score_matching_loss",
     "gaussian_kl",
