@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from torch.distributions import MultivariateNormal, kl_divergence
 
 from probpath.likelihood.vae import (
     VAE,
@@ -28,33 +29,204 @@ def _x(n=12, dim=3, seed=0):
 
 
 # -- hierarchical VAE --------------------------------------------------------------------------
-def test_hvae_elbo_matches_mean_log_weight():
-    """The analytic-KL ELBO and the mean log importance weight estimate the same quantity
-    (E_q[log p(x, z) - log q(z|x)]): agreement within 5 standard errors of the difference."""
-    torch.manual_seed(0)
-    model = HierarchicalVAE((3,), latent_dims=(3, 2), width=8, hidden=(8,)).to(F64)
-    x = _x(4)
-    R = 4000
-    xr = x.repeat(R, 1)
+# A two-layer *linear-Gaussian* hierarchical VAE: every activation replaced by the identity and
+# the prior's log-variance head made constant, so the generative model is
+#   z_2 ~ N(0, I),  z_1 | z_2 ~ N(A z_2 + a, V),  x | z_1 ~ N(W z_1 + c, sig^2 I)
+# with V = diag(v), and
+#   p(x) = N(W a + c, W (A A^T + V) W^T + sig^2 I)                                   (closed form).
+# The exact posterior factorises top-down like the model's q:
+#   p(z_1 | x, z_2) = N(L1^{-1} (V^{-1} (A z_2 + a) + W^T (x - c) / sig^2), L1^{-1}),
+#       L1 = V^{-1} + W^T W / sig^2;
+#   p(z_2 | x) = N(L2^{-1} A^T W^T C^{-1} (x - W a - c), L2^{-1}),
+#       C = W V W^T + sig^2 I,  L2 = I + A^T W^T C^{-1} W A.
+# Both precisions are diagonal when W = U diag(s) (orthonormal U) and A is a rectangular
+# diagonal (W^T C^{-1} W = diag(s^2 / (s^2 v + sig^2))), so the model's diagonal-Gaussian
+# q(z_2|x) q(z_1|x, z_2), whose means are affine in (x, z_2), can equal the exact posterior.
+HD, HD1, HD2, HWIDTH, HSIG = 4, 3, 2, 8, 0.5
+
+
+def _linear_hvae(seed=0):
+    """The linear HVAE above (up-pass weights left random) and its generative parameters."""
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = HierarchicalVAE(
+        (HD,), latent_dims=(HD1, HD2), width=HWIDTH, hidden=(), decoder_std=HSIG
+    ).to(F64)
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, torch.nn.SiLU):
+                setattr(module, name, torch.nn.Identity())
+    A = torch.zeros(HD1, HD2, dtype=F64)
+    A[:HD2] = torch.diag(torch.tensor([1.5, -0.8], dtype=F64))
+    a = torch.randn(HD1, generator=g, dtype=F64)
+    v = torch.tensor([0.3, 0.5, 0.8], dtype=F64)
+    U = torch.linalg.qr(torch.randn(HD, HD1, generator=g, dtype=F64))[0]
+    W = U * torch.tensor([2.0, 1.0, 0.7], dtype=F64)
+    c = torch.randn(HD, generator=g, dtype=F64)
     with torch.no_grad():
-        a = model.elbo(xr, generator=torch.Generator().manual_seed(1)).reshape(R, -1)
-        b = model.log_weight(xr, generator=torch.Generator().manual_seed(2)).reshape(R, -1)
-    se = torch.sqrt(a.var(0) / R + b.var(0) / R)
-    assert ((a.mean(0) - b.mean(0)).abs() < 5 * se).all()
+        down, head = model.down[0][0][0], model.prior_heads[0]
+        down.weight.zero_()
+        down.weight[:HD2] = torch.eye(HD2, dtype=F64)  # state = (z_2, 0)
+        down.bias.zero_()
+        head.weight.zero_()
+        head.weight[:HD1, :HD2] = A
+        head.bias.copy_(torch.cat([a, v.log()]))
+        first, last = model.decoder[0][0], model.decoder[0][2]
+        first.weight.zero_()
+        first.weight[:HD1] = torch.eye(HD1, dtype=F64)
+        first.bias.zero_()
+        last.weight.zero_()
+        last.weight[:, :HD1] = W
+        last.bias.copy_(c)
+    return model, {"A": A, "a": a, "v": v, "W": W, "c": c}
 
 
-def test_hvae_iwae_increases_with_k_and_three_layers_work():
+def _hvae_marginal(p):
+    cov = p["W"] @ (p["A"] @ p["A"].T + torch.diag(p["v"])) @ p["W"].T
+    return MultivariateNormal(p["W"] @ p["a"] + p["c"], cov + HSIG**2 * torch.eye(HD, dtype=F64))
+
+
+def _hvae_posterior(p):
+    """The exact posterior as (M2, m2, var2, F, R, r, var1): z_2 | x ~ N(M2 x + m2, var2),
+    z_1 | x, z_2 ~ N(F z_2 + R x + r, var1) (diagonal variances, checked)."""
+    A, a, v, W, c = p["A"], p["a"], p["v"], p["W"], p["c"]
+    L1 = torch.diag(1 / v) + W.T @ W / HSIG**2
+    C = W @ torch.diag(v) @ W.T + HSIG**2 * torch.eye(HD, dtype=F64)
+    L2 = torch.eye(HD2, dtype=F64) + A.T @ W.T @ torch.linalg.solve(C, W @ A)
+    for L in (L1, L2):  # the construction above makes both precisions diagonal
+        torch.testing.assert_close(L, torch.diag(L.diagonal()), rtol=0, atol=1e-12)
+    cov1 = torch.linalg.inv(L1)
+    M2 = torch.linalg.solve(L2, A.T @ W.T @ torch.linalg.inv(C))
+    return {
+        "M2": M2,
+        "m2": -M2 @ (W @ a + c),
+        "var2": 1 / L2.diagonal(),
+        "F": cov1 @ torch.diag(1 / v) @ A,
+        "R": cov1 @ W.T / HSIG**2,
+        "r": cov1 @ (a / v - W.T @ c / HSIG**2),
+        "var1": cov1.diagonal(),
+    }
+
+
+def _affine_probe(fn, dim):
+    """``(B, beta)`` of an affine map ``fn(x) = B x + beta`` from ``dim + 1`` evaluations."""
+    with torch.no_grad():
+        beta = fn(torch.zeros(1, dim, dtype=F64))[0]
+        B = fn(torch.eye(dim, dtype=F64)) - beta
+    return B.T, beta
+
+
+def _set_hvae_encoder(model, p, q):
+    """Make the model's top-down q equal ``q`` (same keys as :func:`_hvae_posterior`)."""
+    B1, beta1 = _affine_probe(model.up[0], HD)
+    B, beta = _affine_probe(lambda x: model.up[1](model.up[0](x)), HD)
+    top = q["M2"] @ torch.linalg.pinv(B)  # the up-pass has full column rank HD <= HWIDTH
+    Qh = q["R"] @ torch.linalg.pinv(B1)
+    with torch.no_grad():
+        qt, post = model.q_top, model.post_heads[0]
+        qt.weight.zero_()
+        qt.weight[:HD2] = top
+        qt.bias.copy_(torch.cat([q["m2"] - top @ beta, q["var2"].log()]))
+        # mu_q = (A z_2 + a) + d_mu with d_mu = Qh h_1 + Qs state + b; log var_q = log v + d_lv
+        post.weight.zero_()
+        post.weight[:HD1, :HWIDTH] = Qh
+        post.weight[:HD1, HWIDTH : HWIDTH + HD2] = q["F"] - p["A"]
+        post.bias.copy_(torch.cat([q["r"] - p["a"] - Qh @ beta1, q["var1"].log() - p["v"].log()]))
+
+
+def _joint(q, x):
+    """``q(z_2, z_1 | x)`` as one Gaussian over ``(z_2, z_1)``, batched over ``x``."""
+    m2 = x @ q["M2"].T + q["m2"]
+    m1 = m2 @ q["F"].T + x @ q["R"].T + q["r"]
+    S2, S1 = torch.diag(q["var2"]), torch.diag(q["var1"])
+    cov = torch.cat(
+        [
+            torch.cat([S2, S2 @ q["F"].T], 1),
+            torch.cat([q["F"] @ S2, q["F"] @ S2 @ q["F"].T + S1], 1),
+        ]
+    )
+    return MultivariateNormal(torch.cat([m2, m1], 1), cov)
+
+
+def _distorted(q):
+    """An encoder off the exact posterior in every coefficient it has."""
+    out = dict(q)
+    out["m2"] = q["m2"] + torch.tensor([0.3, -0.2], dtype=F64)
+    out["var2"] = q["var2"] * torch.tensor([2.0, 0.6], dtype=F64)
+    out["F"] = q["F"] + 0.2
+    out["r"] = q["r"] - 0.25
+    out["var1"] = q["var1"] * 1.7
+    return out
+
+
+def test_hvae_log_weight_is_exact_at_the_true_posterior():
+    """With q = p(z|x), every importance weight p(x, z) / q(z|x) equals p(x): each one-sample
+    log-weight, the IWAE bound for any k and the ELBO's expectation are the closed-form
+    log p(x). The first two hold draw by draw, so the tolerance is float64 round-off."""
+    model, p = _linear_hvae()
+    _set_hvae_encoder(model, p, _hvae_posterior(p))
+    x = _hvae_marginal(p).sample((20,))
+    exact = _hvae_marginal(p).log_prob(x)
+    with torch.no_grad():
+        lw = model.log_weight(x, generator=torch.Generator().manual_seed(1))
+        iw = model.log_prob(x, k=5, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(lw, exact, rtol=0, atol=1e-10)
+    torch.testing.assert_close(iw, exact, rtol=0, atol=1e-10)
+
+
+def test_hvae_elbo_equals_log_likelihood_minus_posterior_kl():
+    """Eq. (16) for the whole hierarchy: ELBO = log p(x) - KL(q(z_1, z_2|x) || p(z_1, z_2|x)),
+    both joint Gaussians (closed form). The analytic-KL ELBO and the mean log-weight, each
+    averaged over R draws, agree with it within 5 Monte-Carlo standard errors; the closed form
+    is below log p(x) by more than that (the check can see the gap)."""
+    model, p = _linear_hvae()
+    q = _distorted(_hvae_posterior(p))
+    _set_hvae_encoder(model, p, q)
+    torch.manual_seed(3)
+    x = _hvae_marginal(p).sample((6,))
+    exact = _hvae_marginal(p).log_prob(x)
+    closed = exact - kl_divergence(_joint(q, x), _joint(_hvae_posterior(p), x))
+    R = 2000
+    with torch.no_grad():
+        for fn, seed in ((model.elbo, 4), (model.log_weight, 5)):
+            reps = fn(x.repeat(R, 1), generator=torch.Generator().manual_seed(seed))
+            reps = reps.reshape(R, len(x))
+            est, se = reps.mean(0), reps.std(0) / math.sqrt(R)
+            assert ((est - closed).abs() <= 5 * se).all(), (est - closed) / se
+            assert (exact - closed > 5 * se).all()
+
+
+def test_hvae_iwae_increases_with_k_below_log_likelihood():
+    """E[IWAE_k] is non-decreasing in k and bounded by the closed-form log p(x) (Burda et al.,
+    Thm 1): consecutive means of R replicates (summed over the batch) may not drop by more than
+    4 standard errors of their difference; k = 64 beats k = 1 by more than 4; all stay below
+    log p(x) + 4 s.e."""
+    model, p = _linear_hvae()
+    _set_hvae_encoder(model, p, _distorted(_hvae_posterior(p)))
+    torch.manual_seed(6)
+    x = _hvae_marginal(p).sample((5,))
+    exact = _hvae_marginal(p).log_prob(x).sum()
+    R = 200
+    means, ses = [], []
+    with torch.no_grad():
+        for k in (1, 4, 16, 64):
+            lp = model.log_prob(x.repeat(R, 1), k=k, generator=torch.Generator().manual_seed(k))
+            per_rep = lp.reshape(R, len(x)).sum(1)
+            means.append(per_rep.mean())
+            ses.append(per_rep.std() / math.sqrt(R))
+    for i in range(len(means) - 1):
+        assert means[i + 1] > means[i] - 4 * math.hypot(ses[i], ses[i + 1])
+    assert means[-1] - means[0] > 4 * math.hypot(ses[0], ses[-1])
+    for m, se in zip(means, ses):
+        assert m < exact + 4 * se
+
+
+def test_hvae_three_layers_sample_and_need_two():
     torch.manual_seed(0)
     model = HierarchicalVAE((3,), latent_dims=(3, 2, 2), width=8, hidden=()).to(F64)
-    x = _x(5)
-    R = 300
-    xr = x.repeat(R, 1)
-    with torch.no_grad():
-        lo = model.log_prob(xr, k=1, generator=torch.Generator().manual_seed(0))
-        hi = model.log_prob(xr, k=32, generator=torch.Generator().manual_seed(1))
-    lo, hi = lo.reshape(R, -1).sum(1), hi.reshape(R, -1).sum(1)
-    assert hi.mean() - lo.mean() > 4 * math.sqrt(lo.var() / R + hi.var() / R)
     assert model.sample(7, generator=torch.Generator().manual_seed(0)).shape == (7, 3)
+    lp = model.log_prob(_x(5), k=4, generator=torch.Generator().manual_seed(0))
+    assert lp.shape == (5,) and torch.isfinite(lp).all()
     with pytest.raises(ValueError, match="two layers"):
         HierarchicalVAE((3,), latent_dims=(4,))
 
@@ -177,14 +349,35 @@ def test_code_prior_is_normalised_and_samples_reproducibly():
     assert torch.equal(a, b) and a.shape == (6, 3) and a.max() < 3
 
 
-def test_vqvae_log_prob_is_decoder_plus_prior():
+def test_vqvae_log_prob_is_the_one_hot_elbo_of_the_enumerated_model():
+    """VQ-VAE's generative model is the finite mixture ``p(x) = sum_k pi(k) p(x | e_k)`` over
+    all ``K^T`` code sequences ``k``. With ``K = 3`` codes and ``T = 2`` tokens the 9 terms are
+    enumerated here, each ``log pi(k)`` from the prior (normalised, see the test above) and
+    ``log p(x | e_k)`` as ``torch.distributions.Normal(decoder mean, decoder_std)``.
+    The deterministic posterior ``q(k|x) = 1[k = k*(x)]`` with ``k*`` the nearest codes (found
+    here by brute-force distances) gives the ELBO
+    ``E_q[log p(x, k) - log q(k|x)] = log pi(k*) + log p(x | e_{k*})``, and
+    ``log p(x) - ELBO = -log p(k*|x) >= 0``. So ``log_prob`` must be the enumerated joint at
+    ``k*`` (float64 round-off) and below the enumerated ``log p(x)``."""
     torch.manual_seed(0)
-    model = VQVAE((3,), num_codes=4, code_dim=2, num_tokens=2, hidden=(8,)).to(F64).eval()
-    x = _x(5)
+    K, T, std = 3, 2, 0.5
+    model = VQVAE((3,), num_codes=K, code_dim=2, num_tokens=T, hidden=(8,), decoder_std=std)
+    model = model.to(F64).eval()
+    x = 2 * _x(6)
     with torch.no_grad():
-        z_q, idx = model.quantize(model.encode(x))
-        expected = model.observation.log_prob(x, model.decode(z_q)) + model.prior.log_prob(idx)
-        torch.testing.assert_close(model.log_prob(x), expected)
+        codes = model.quantizer.codebook.to(F64)
+        seqs = torch.tensor(list(itertools.product(range(K), repeat=T)))  # (K^T, T)
+        log_pi = model.prior.log_prob(seqs)  # (K^T,)
+        means = model.decode(codes[seqs])  # (K^T, 3)
+        log_lik = torch.distributions.Normal(means[None], std).log_prob(x[:, None]).sum(-1)
+        joint = log_pi[None] + log_lik  # (n, K^T)
+        z_e = model.encode(x)  # (n, T, code_dim)
+        nearest = ((z_e[:, :, None] - codes[None, None]) ** 2).sum(-1).argmin(-1)  # (n, T)
+        row = (nearest[:, :, None] == seqs.T[None]).all(1).long().argmax(1)
+        lp = model.log_prob(x)
+    torch.testing.assert_close(lp, joint[torch.arange(len(x)), row], rtol=0, atol=1e-10)
+    assert (lp <= torch.logsumexp(joint, 1)).all()
+    assert row.unique().numel() > 1  # the points do not all share one code sequence
 
 
 @pytest.mark.slow
