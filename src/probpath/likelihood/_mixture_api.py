@@ -40,6 +40,14 @@ class MixtureAPI(ClusterMixin):
     def _draw(self, n: int, generator: torch.Generator | None):
         raise NotImplementedError(f"{type(self).__name__} must implement _draw()")
 
+    def _labels(self, x: torch.Tensor) -> torch.Tensor:
+        """Most probable component per sample, ``(N,)``."""
+        return self._weighted_log_prob(x).argmax(1)
+
+    def _after_fit(self, x: torch.Tensor) -> None:
+        # scikit-learn's final E-step: fit_predict(X) == fit(X).predict(X) == labels_
+        self.labels_ = self._labels(x)
+
     def _validate_values(self, x: torch.Tensor, name: str) -> None:
         """Family-specific checks of the data values (e.g. binary, counts)."""
 
@@ -96,7 +104,7 @@ class MixtureAPI(ClusterMixin):
 
     def predict(self, X):
         """Most probable component per sample, shape ``(N,)`` (int64)."""
-        return self._apply(X, lambda x: self._weighted_log_prob(x).argmax(1))
+        return self._apply(X, self._labels)
 
     def _gaussian_draws_like_sklearn(self, n: int, rng: np.random.RandomState):
         """scikit-learn's ``sample`` algorithm for a Gaussian mixture (the same draws from the
@@ -122,8 +130,8 @@ class MixtureAPI(ClusterMixin):
         return x, torch.as_tensor(labels, device=self._device)
 
     def fit_predict(self, X, y=None, sample_weight=None):
-        """Fit, then label ``X`` with the fitted model (equals ``fit(X).predict(X)``)."""
-        return self.fit(X, y, sample_weight=sample_weight).predict(X)
+        """Fit, then label ``X`` with the fitted model: ``labels_`` (= ``fit(X).predict(X)``)."""
+        return self.fit(X, y, sample_weight=sample_weight).labels_
 
     def sample(self, n_samples: int = 1):
         """Draw ``(X, y)``: ``n_samples`` points and their components (scikit-learn's ``sample``).

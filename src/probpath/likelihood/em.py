@@ -211,8 +211,13 @@ class EMEstimator(Estimator):
                 f"sample_weight has {w.shape[0]} entries but x has {x.shape[0]} samples; "
                 "pass one weight per sample"
             )
-        if bool((w < 0).any()) or not bool(w.sum() > 0):
-            raise ValueError("sample_weight must be non-negative with a positive sum")
+        if bool((w < 0).any()):
+            raise ValueError("sample_weight must be non-negative; drop or fix negative weights")
+        if not bool(w.sum() > 0):
+            raise ValueError(
+                "sample_weight must not be all zero (the weights sum to zero); give some "
+                "samples a positive weight"
+            )
         return w
 
     def _check_parameters(self, x: torch.Tensor) -> None:
@@ -328,3 +333,7 @@ class EMEstimator(Estimator):
         self.n_iter_ = int(best_n_iter)
         self.lower_bound_ = float(best_bound)
         self.lower_bounds_ = [float(b) for b in best_history]
+        self._after_fit(x)
+
+    def _after_fit(self, x: torch.Tensor) -> None:
+        """Called with the best parameters set (e.g. to record ``labels_``)."""

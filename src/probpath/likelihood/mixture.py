@@ -399,7 +399,7 @@ class MixtureEM(MixtureAPI, EMEstimator):
             ll, total = ll + a, total + b
         return ll / total
 
-    def partial_fit(self, x, sample_weight=None):
+    def partial_fit(self, x, y=None, sample_weight=None):
         """One stepwise-EM step on a mini-batch of a stream (initialises on the first call).
 
         The running statistics are averaged with step ``η_t = (t + 2)^(-stepwise_decay)``;
@@ -505,6 +505,10 @@ class MixtureEM(MixtureAPI, EMEstimator):
     def _weighted_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         self._validate_values(x, "X")
         return self._chunked(x, lambda lj: lj)
+
+    def _labels(self, x: torch.Tensor) -> torch.Tensor:
+        self._validate_values(x, "X")
+        return self._chunked(x, lambda lj: lj.argmax(1))
 
     def _draw(self, n: int, generator: torch.Generator | None):
         """``z ~ Cat(π)``, then ``x ~ p(x | θ_z)``; tensors on the model's device."""
