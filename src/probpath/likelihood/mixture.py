@@ -77,6 +77,7 @@ def responsibility_sums(resp: torch.Tensor, f: torch.Tensor, blocks: int = 64) -
 
     Long-and-thin products (``N`` rows, few columns) run several times faster as a batch of
     ``blocks`` products summed afterwards than as one matrix product reducing over ``N``.
+    ``resp`` may be the transpose of a contiguous ``(K, N)`` array (the E-step's layout).
 
     Args:
         resp: ``(N, K)`` responsibilities (times sample weights).
@@ -85,6 +86,12 @@ def responsibility_sums(resp: torch.Tensor, f: torch.Tensor, blocks: int = 64) -
     n, k = resp.shape
     b = max(1, min(blocks, n // 512))
     m = n // b * b
+    if not resp.is_contiguous() and resp.T.is_contiguous():
+        rt = resp.T  # (K, N): blocks of columns, batched as (b, K, N / b)
+        out = torch.bmm(
+            rt[:, :m].reshape(k, b, m // b).transpose(0, 1), f[:m].reshape(b, m // b, f.shape[1])
+        ).sum(0)
+        return out + rt[:, m:] @ f[m:] if m < n else out
     out = torch.bmm(
         resp[:m].reshape(b, m // b, k).transpose(1, 2), f[:m].reshape(b, m // b, f.shape[1])
     ).sum(0)
@@ -284,6 +291,30 @@ class MixtureEM(MixtureAPI, EMEstimator):
         """``ln π_k + ln p(x_n | θ_k)``, shape ``(n, K)``."""
         return self._component_log_prob(f) + torch.log(self.weights_)
 
+    def _log_joint_t(self, f: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """The transpose of :meth:`_log_joint` written into ``out``, a contiguous ``(K, n)``
+        tensor (the fit's E-step layout: reductions over ``K`` run along long rows)."""
+        return out.copy_(self._log_joint(f).T)
+
+    def _workspace(self, shape: tuple[int, int], like: torch.Tensor, slot: int) -> torch.Tensor:
+        """A reused contiguous buffer of ``shape`` (one per ``slot``) for the E-step.
+
+        Allocating a fresh ``K x n`` array per chunk and iteration costs more than the
+        arithmetic on it (the operating system zero-fills new pages on first touch); the
+        buffers live for one ``fit``.
+        """
+        numel = shape[0] * shape[1]
+        buffers = vars(self).setdefault("_buffers", {})
+        buf = buffers.get(slot)
+        if (
+            buf is None
+            or buf.numel() < numel
+            or buf.dtype != like.dtype
+            or buf.device != like.device
+        ):
+            buf = buffers[slot] = torch.empty(numel, dtype=like.dtype, device=like.device)
+        return buf[:numel].view(shape)
+
     def _chunks(self, x: torch.Tensor, cache: bool = False):
         """Yield ``(start, features)`` chunk by chunk; with ``cache``, features are kept for
         the next iterations of the same ``fit`` when they take at most ``_CACHE_BYTES``."""
@@ -308,9 +339,11 @@ class MixtureEM(MixtureAPI, EMEstimator):
     def _pass(self, x: torch.Tensor, w: torch.Tensor | None, cache: bool = False):
         """One E-step over ``x`` in chunks, accumulating the M-step statistics.
 
-        The log-domain E-step: ``γ_nk = softmax_k(ln π_k + ln p(x_n|θ_k))`` (max-shifted),
-        and ``ln p(x_n|θ) = max_k ℓ_nk - ln max_k γ_nk`` (exact, as the largest
-        responsibility is at least ``1/K``), so one ``exp`` per entry suffices.
+        The log-domain E-step in the ``(K, n)`` layout, in place: with ``ℓ_kn = ln π_k +
+        ln p(x_n|θ_k)`` and ``m_n = max_k ℓ_kn``, ``e_kn = exp(ℓ_kn - m_n)``,
+        ``s_n = Σ_k e_kn``, ``γ_kn = e_kn / s_n`` and ``ln p(x_n|θ) = m_n + ln s_n``: one
+        ``exp`` per entry, and every reduction over ``K`` runs along contiguous rows of
+        length ``n`` (a row-wise softmax over ``K = 8`` columns is ~3x slower on a CPU).
 
         Returns:
             ``(stats, nk, log_lik_sum, total_weight)``.
@@ -318,20 +351,25 @@ class MixtureEM(MixtureAPI, EMEstimator):
         stats: dict[str, torch.Tensor] = {}
         nk = None
         ll = x.new_zeros(())
+        k = self.n_components
         for start, f in self._chunks(x, cache):
-            log_joint = self._log_joint(f)
-            resp = torch.softmax(log_joint, dim=1)
-            lse = log_joint.amax(1) - torch.log(resp.amax(1))
-            del log_joint
+            n = f.shape[0]
+            # (K, n), overwritten with the responsibilities
+            resp_t = self._log_joint_t(f, out=self._workspace((k, n), f, 0))
+            top = torch.amax(resp_t, 0, out=self._workspace((1, n), f, 1)[0])
+            resp_t.sub_(top).exp_()
+            total = torch.sum(resp_t, 0, out=self._workspace((1, n), f, 2)[0])
+            resp_t.div_(total)
+            lse = top.add_(total.log_())
             if w is not None:
                 wc = w[start : start + f.shape[0]]
-                resp.mul_(wc[:, None])
+                resp_t.mul_(wc)
                 ll = ll + (lse * wc).sum()
             else:
                 ll = ll + lse.sum()
-            for key, value in self._sufficient_statistics(f, resp).items():
+            for key, value in self._sufficient_statistics(f, resp_t.T).items():
                 stats[key] = stats[key].add_(value) if key in stats else value
-            nk = resp.sum(0) if nk is None else nk.add_(resp.sum(0))
+            nk = resp_t.sum(1) if nk is None else nk.add_(resp_t.sum(1))
         total = w.sum() if w is not None else x.new_tensor(float(x.shape[0]))
         return stats, nk, ll, total
 
@@ -410,6 +448,7 @@ class MixtureEM(MixtureAPI, EMEstimator):
         x, w = self._prepare_partial(x, sample_weight, started)
         with self._torch_state(keep=True):
             self._partial_step(x, w, started)
+        vars(self).pop("_buffers", None)
         return self
 
     def _partial_step(self, x: torch.Tensor, w: torch.Tensor | None, started: bool) -> None:
@@ -450,6 +489,7 @@ class MixtureEM(MixtureAPI, EMEstimator):
             return super().fit(x, y, sample_weight=sample_weight)
         finally:
             self._feature_cache = None
+            vars(self).pop("_buffers", None)
 
     def _initialize(self, x, w, rng) -> None:
         self._feature_cache = None
@@ -719,6 +759,13 @@ class GaussianMixture(MixtureEM):
         if self.covariance_type == "tied":
             d = self.n_features_in_
             out = out + gc.tied_quadratic(f[:, :d], self.precisions_cholesky_)[:, None]
+        return out
+
+    def _log_joint_t(self, f: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        torch.addmm(torch.log(self.weights_)[:, None], self._eta, f.T, out=out)  # (K, n)
+        if self.covariance_type == "tied":
+            d = self.n_features_in_
+            out.add_(gc.tied_quadratic(f[:, :d], self.precisions_cholesky_))
         return out
 
     def _component_log_prob(self, f: torch.Tensor) -> torch.Tensor:
