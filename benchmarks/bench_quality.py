@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 
 from probpath.catalog import build_model
+from probpath.core.model import draw
 from probpath.data import Dataset, load_dataset, make_toy
 from probpath.metrics import (
     energy_distance,
@@ -83,7 +84,7 @@ def _sample(model, n: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
     with torch.no_grad():
-        s = model.sample(n, generator=g)
+        s = draw(model, n, generator=g)
     return s, time.perf_counter() - t0
 
 
@@ -169,7 +170,7 @@ def run_digits(models, minutes, seed, save_dir=None, dequantize=False) -> list[s
     base = build_model("gaussian", (flat.shape[1],))
     g = torch.Generator().manual_seed(seed)
     base.fit(scale(flat + torch.rand(flat.shape, generator=g) - 0.5).double())
-    base_s = unscale(base.sample(n, generator=torch.Generator().manual_seed(seed)))
+    base_s = unscale(draw(base, n, generator=torch.Generator().manual_seed(seed)))
     _save(save_dir, "gaussian", base_s)
     shown = {"gaussian": base_s}
     base_m = metrics(base_s)

@@ -15,6 +15,7 @@ import torch
 
 import probpath
 from probpath.catalog import CATALOG, build_model
+from probpath.core.model import draw
 
 ENTRIES = list(CATALOG)
 IDS = [e.name for e in ENTRIES]
@@ -128,8 +129,8 @@ def test_sample_shape_and_seeded(fitted):
     entry, model, x, _ = fitted
     n = 5
     with torch.no_grad():
-        a = model.sample(n, cond=_cond(model, n), generator=torch.Generator().manual_seed(3))
-        b = model.sample(n, cond=_cond(model, n), generator=torch.Generator().manual_seed(3))
+        a = draw(model, n, cond=_cond(model, n), generator=torch.Generator().manual_seed(3))
+        b = draw(model, n, cond=_cond(model, n), generator=torch.Generator().manual_seed(3))
     assert a.shape == (n, *x.shape[1:])
     assert torch.isfinite(a).all()
     assert torch.equal(a, b), "the same generator seed must give the same samples"
@@ -145,8 +146,8 @@ def test_save_load_round_trip(fitted, tmp_path):
         for (k, v), (k2, v2) in zip(model.state_dict().items(), loaded.state_dict().items()):
             assert k == k2 and torch.equal(v, v2.to(v.dtype))
     with torch.no_grad():
-        s1 = model.sample(4, cond=_cond(model, 4), generator=torch.Generator().manual_seed(1))
-        s2 = loaded.sample(4, cond=_cond(loaded, 4), generator=torch.Generator().manual_seed(1))
+        s1 = draw(model, 4, cond=_cond(model, 4), generator=torch.Generator().manual_seed(1))
+        s2 = draw(loaded, 4, cond=_cond(loaded, 4), generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(s1, s2.to(s1.dtype))
 
 
@@ -191,4 +192,4 @@ def test_bad_input_errors(fitted):
     with pytest.raises(ValueError, match="shape"):
         model.loss(wrong, None if cond is None else cond[:4])
     with pytest.raises(ValueError, match="n"):
-        model.sample(0)
+        draw(model, 0)

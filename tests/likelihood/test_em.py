@@ -47,7 +47,7 @@ def test_exact_e_step_makes_kl_zero_and_the_bound_tight():
 def _blobs(n=300, seed=0):
     rng = np.random.RandomState(seed)
     c = np.array([[-3.0, 0.0], [3.0, 1.0], [0.0, 4.0]])
-    return c[rng.randint(3, size=n)] + rng.randn(n, 2)
+    return torch.as_tensor(c[rng.randint(3, size=n)] + rng.randn(n, 2))  # torch in, torch out
 
 
 def _log_joint_by_hand(gm, x):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import multivariate_normal
+from sklearn.exceptions import NotFittedError
 
 from probpath.likelihood.gaussian import GaussianMLE, GaussianScoreMatching
 
@@ -36,19 +37,20 @@ def _dense(cov: np.ndarray, d: int) -> np.ndarray:
 
 @pytest.mark.parametrize("kind", TYPES)
 def test_mle_is_sample_mean_and_covariance(data, kind):
-    m = GaussianMLE(kind).fit(data.numpy())  # NumPy input accepted
-    assert m.mean_.dtype == torch.float64
-    np.testing.assert_allclose(m.mean_.numpy(), data.numpy().mean(0), rtol=1e-12)
-    np.testing.assert_allclose(m.covariance_.numpy(), _expected_cov(data.numpy(), kind), rtol=1e-12)
-    precision = np.linalg.inv(_dense(m.covariance_.numpy(), 3))
-    np.testing.assert_allclose(_dense(m.precision_.numpy(), 3), precision, rtol=1e-10)
+    m = GaussianMLE(kind).fit(data.numpy())  # NumPy in, NumPy out (scikit-learn's rule)
+    assert isinstance(m.mean_, np.ndarray) and m.mean_.dtype == np.float64
+    np.testing.assert_allclose(np.asarray(m.mean_), data.numpy().mean(0), rtol=1e-12)
+    want = _expected_cov(data.numpy(), kind)
+    np.testing.assert_allclose(np.asarray(m.covariance_), want, rtol=1e-12)
+    precision = np.linalg.inv(_dense(np.asarray(m.covariance_), 3))
+    np.testing.assert_allclose(_dense(np.asarray(m.precision_), 3), precision, rtol=1e-10)
 
 
 @pytest.mark.parametrize("kind", TYPES)
 def test_log_prob_matches_scipy(data, kind):
     m = GaussianMLE(kind).fit(data)
-    ref = multivariate_normal(m.mean_.numpy(), _dense(m.covariance_.numpy(), 3))
-    np.testing.assert_allclose(m.log_prob(data[:20]).numpy(), ref.logpdf(data[:20].numpy()))
+    ref = multivariate_normal(np.asarray(m.mean_), _dense(np.asarray(m.covariance_), 3))
+    np.testing.assert_allclose(np.asarray(m.log_prob(data[:20])), ref.logpdf(data[:20].numpy()))
     torch.testing.assert_close(m.score_samples(data[:5]), m.log_prob(data[:5]))
     torch.testing.assert_close(m.loss(data[:5]), -m.log_prob(data[:5]))
 
@@ -69,7 +71,7 @@ def test_score_is_gradient_of_log_prob(data, kind):
     m = GaussianMLE(kind).fit(data)
     x = data[:10].clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(m.log_prob(x).sum(), x)
-    torch.testing.assert_close(m.score(data[:10]), grad, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(m.score_function(data[:10]), grad, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("kind", TYPES)
@@ -77,12 +79,12 @@ def test_sample_moments(data, kind):
     """Sample mean within 5 standard errors sqrt(Sigma_ii / n) of mean_."""
     m = GaussianMLE(kind).fit(data)
     n = 40_000
-    s = m.sample(n, generator=torch.Generator().manual_seed(2))
+    s = m.generate(n, generator=torch.Generator().manual_seed(2))
     assert s.shape == (n, 3) and s.dtype == torch.float64
-    var = torch.from_numpy(np.diag(_dense(m.covariance_.numpy(), 3)).copy())
+    var = torch.from_numpy(np.diag(_dense(np.asarray(m.covariance_), 3)).copy())
     assert ((s.mean(0) - m.mean_).abs() < 5 * (var / n).sqrt()).all()
     # sample covariance: standard error of S_ij is sqrt((S_ii S_jj + S_ij^2) / n)
-    cov = torch.from_numpy(_dense(m.covariance_.numpy(), 3).copy())
+    cov = torch.from_numpy(_dense(np.asarray(m.covariance_), 3).copy())
     se = ((var[:, None] * var[None, :] + cov**2) / n).sqrt()
     assert ((torch.cov(s.T, correction=0) - cov).abs() < 5 * se).all()
 
@@ -91,14 +93,14 @@ def test_float32_and_errors(data):
     m = GaussianMLE(dtype="float32").fit(data)
     assert m.mean_.dtype == torch.float32 and m.config["dtype"] == "float32"
     assert GaussianMLE(dtype=torch.float32).config["dtype"] == "float32"
-    with pytest.raises(RuntimeError, match="fit"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         GaussianMLE().log_prob(data)
     with pytest.raises(ValueError, match="covariance_type"):
-        GaussianMLE("tied")
+        GaussianMLE("tied").fit(data)  # scikit-learn validates in fit, not __init__
     with pytest.raises(ValueError, match="reg_covar"):
-        GaussianMLE(reg_covar=-1.0)
+        GaussianMLE(reg_covar=-1.0).fit(data)
     with pytest.raises(ValueError, match="dtype"):
-        GaussianMLE(dtype="int8")
+        GaussianMLE(dtype="int8").fit(data)
     singular = torch.cat([data[:, :2], torch.ones(len(data), 1, dtype=data.dtype)], 1)
     with pytest.raises(ValueError, match="reg_covar"):
         GaussianMLE().fit(singular)
@@ -155,22 +157,22 @@ def test_score_matching_singular_error(data):
     with pytest.raises(ValueError, match="singular"):
         GaussianScoreMatching().fit(x)
     with pytest.raises(ValueError, match="method"):
-        GaussianScoreMatching(method="sgd")
+        GaussianScoreMatching(method="sgd").fit(data)
 
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("kind", TYPES)
 def test_mle_on_cuda_matches_cpu(data, kind):
     cpu = GaussianMLE(kind).fit(data)
-    gpu = GaussianMLE(kind, device="cuda").fit(data.numpy())
+    gpu = GaussianMLE(kind, device="cuda").fit(data)
     assert gpu.mean_.device.type == "cuda"
     torch.testing.assert_close(gpu.covariance_.cpu(), cpu.covariance_)
     torch.testing.assert_close(gpu.log_prob(data[:10]).cpu(), cpu.log_prob(data[:10]))
-    torch.testing.assert_close(gpu.score(data[:10]).cpu(), cpu.score(data[:10]))
+    torch.testing.assert_close(gpu.score_function(data[:10]).cpu(), cpu.score_function(data[:10]))
     gen = torch.Generator().manual_seed(0)  # a CPU generator drives CUDA sampling
-    s = gpu.sample(5, generator=gen)
+    s = gpu.generate(5, generator=gen)
     assert s.device.type == "cuda"
-    torch.testing.assert_close(s.cpu(), cpu.sample(5, generator=torch.Generator().manual_seed(0)))
+    torch.testing.assert_close(s.cpu(), cpu.generate(5, generator=torch.Generator().manual_seed(0)))
     sm = GaussianScoreMatching(kind, device="cuda").fit(data)
     torch.testing.assert_close(sm.covariance_.cpu(), cpu.covariance_)
 

@@ -14,6 +14,7 @@ import torch
 
 from probpath.catalog import CATALOG, CatalogEntry, get_entry
 from probpath.compare.space import DataSpace, dequantize_held_out
+from probpath.core.model import draw
 from probpath.data.dataset import Dataset
 
 __all__ = [
@@ -214,7 +215,8 @@ def draw_samples(
     seed: int = 0,
     **options: Any,
 ) -> tuple[torch.Tensor, float]:
-    """``model.sample(n, ...)`` with a seeded generator on the model's device.
+    """:func:`~probpath.core.model.draw` (the generative ``sample``) with a seeded generator
+    on the model's device.
 
     Returns ``(samples, seconds)``; ``options`` (e.g. ``sampler``, ``steps``) are passed only
     when given.
@@ -228,7 +230,7 @@ def draw_samples(
         torch.cuda.synchronize(device)
     t0 = time.perf_counter()
     with torch.no_grad():
-        out = model.sample(n, generator=g, **kwargs)
+        out = draw(model, n, generator=g, **kwargs)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - t0

@@ -20,11 +20,15 @@ from __future__ import annotations
 
 import functools
 import inspect
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+import numpy as np
 import torch
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from probpath.core.serialization import (
@@ -40,6 +44,7 @@ __all__ = [
     "ConfigMixin",
     "Model",
     "Estimator",
+    "draw",
     "OptimizerGroup",
     "FORMAT_VERSION",
 ]
@@ -220,31 +225,96 @@ class Model(ConfigMixin, nn.Module):
         self.load_state_dict(tensors)
 
 
-class Estimator(ConfigMixin):
-    """Base class of scikit-learn-style estimators (``fit(x) -> self``, state ends in ``_``).
+class Estimator(ConfigMixin, DensityMixin, BaseEstimator):
+    """Base class of the classical estimators: real scikit-learn estimators.
 
-    ``save`` stores every learned attribute whose name ends in ``_``: tensors in
-    ``model.safetensors``, plain values (floats, ints, bools, lists) in ``config.json``.
+    **Two sampling interfaces, one rule.** An estimator follows scikit-learn exactly:
+    ``get_params`` / ``set_params`` / ``clone``, validation in ``fit``, learned state ending
+    in ``_``, :class:`~sklearn.exceptions.NotFittedError`, and ``sample(n_samples) -> (X, y)``
+    (arrays in the format it was fitted on). probpath's generative ``Model`` interface
+    (``sample(n, cond, generator) -> Tensor``) is reached for *every* model, estimator or
+    network, through :func:`draw`, which calls :meth:`generate` here; the CLI, ``compare``,
+    the trainer and the contract battery use :func:`draw`.
+
+    **Arrays.** NumPy in, NumPy out (float32 stays float32); torch in, torch out on the
+    input's device. Fitted arrays take the format of the data given to ``fit``; inside
+    the methods they are handled as torch tensors (:meth:`_torch_state`).
+
+    ``save`` stores every learned attribute whose name ends in ``_``: arrays in
+    ``model.safetensors``, plain values (floats, ints, bools, lists) in ``config.json``;
+    the configuration is ``get_params()``. A loaded estimator holds torch tensors.
     """
 
     capabilities: ClassVar[Capabilities]
+
+    def __init_subclass__(cls, **kwargs):
+        # scikit-learn's get_params is the configuration: skip ConfigMixin's __init__ wrapper
+        super(ConfigMixin, cls).__init_subclass__(**kwargs)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments (``get_params(deep=False)``) as plain JSON values."""
+        return {k: _plain(v) for k, v in self.get_params(deep=False).items()}
 
     def fitted_state(self) -> dict[str, Any]:
         """Learned attributes (names ending in ``_``)."""
         return {k: v for k, v in vars(self).items() if k.endswith("_") and not k.startswith("_")}
 
     def check_is_fitted(self) -> None:
-        """Raise a helpful error before ``fit`` has been called."""
-        if not self.fitted_state():
-            raise RuntimeError(f"this {type(self).__name__} is not fitted yet; call .fit(x) first")
+        """Raise scikit-learn's ``NotFittedError`` (a ``ValueError``) before ``fit``."""
+        check_is_fitted(self)
+
+    def generate(
+        self, n: int, cond: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """probpath's generative ``sample``: ``n`` draws, a tensor ``(n, d)`` (see :func:`draw`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not define generate()")
+
+    @contextmanager
+    def _torch_state(self, keep: bool = False):
+        """Within the block, fitted NumPy arrays are torch tensors on the compute device.
+
+        With ``keep=False`` (read-only methods) the instance dictionary is restored exactly
+        afterwards; with ``keep=True`` (``fit``) the fitted arrays are converted back to the
+        format of the fitted data.
+        """
+        saved = dict(vars(self))
+        device = torch.device(getattr(self, "_device", "cpu"))
+        for k, v in saved.items():
+            if k.endswith("_") and not k.startswith("_") and isinstance(v, np.ndarray):
+                if v.dtype.kind == "f":
+                    setattr(self, k, torch.from_numpy(np.ascontiguousarray(v)).to(device))
+        self._refresh()
+        try:
+            yield
+        finally:
+            if keep:
+                self._export_state()
+            else:
+                vars(self).clear()
+                vars(self).update(saved)
+
+    def _refresh(self) -> None:
+        """Recompute caches derived from the fitted attributes (override)."""
+
+    def _export_state(self) -> None:
+        """Convert fitted tensors to NumPy when the estimator was fitted on NumPy data."""
+        if getattr(self, "_numpy_io", False):
+            for k, v in self.fitted_state().items():
+                if isinstance(v, torch.Tensor):
+                    setattr(self, k, v.detach().cpu().numpy())
 
     def save(self, directory: str | Path) -> Path:
         self.check_is_fitted()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = self.fitted_state()
-        tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
-        plain = {k: v for k, v in state.items() if not isinstance(v, torch.Tensor)}
+        tensors = {
+            k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v
+            for k, v in state.items()
+            if isinstance(v, torch.Tensor | np.ndarray)
+        }
+        plain = {k: v for k, v in state.items() if k not in tensors}
         save_tensors(directory / "model.safetensors", tensors)
         self._write_config(directory, state=plain)
         return directory
@@ -270,3 +340,39 @@ class Estimator(ConfigMixin):
                 )
         for k, v in {**state, **tensors}.items():
             setattr(self, k, v)
+
+
+def _plain(value: Any) -> Any:
+    """Arrays and tensors become nested lists, so that a configuration is plain JSON."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().tolist()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, torch.dtype | torch.device):
+        return str(value).removeprefix("torch.")
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def draw(
+    model: Any,
+    n: int,
+    *,
+    cond: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    **options: Any,
+) -> torch.Tensor:
+    """probpath's generative sampling for any model: a tensor ``(n, *event_shape)``.
+
+    Networks (:class:`Model`) answer ``model.sample(n, cond, generator, **options)``;
+    estimators keep scikit-learn's ``sample(n_samples) -> (X, y)`` and answer
+    :meth:`Estimator.generate` here. This is the one place that tells the two apart.
+    """
+    if isinstance(model, Estimator):
+        return model.generate(n, cond=cond, generator=generator)
+    return model.sample(n, cond=cond, generator=generator, **options)

@@ -42,7 +42,7 @@ COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 _CHOLESKY_HELP = (
     "Fitting the mixture model failed because some components have ill-defined empirical "
     "covariance (for instance caused by singleton or collapsed samples). Try to decrease "
-    "the number of components (n_components), increase reg_covar, or scale the input data."
+    "the number of components, increase reg_covar, or scale the input data."
 )
 
 

@@ -45,6 +45,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.exceptions import ConvergenceWarning as _SklearnConvergenceWarning
+from sklearn.utils import check_random_state
 
 from probpath.core.model import Estimator
 from probpath.core.validation import check_positive_int, check_tensor
@@ -62,8 +64,8 @@ __all__ = [
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
-class ConvergenceWarning(UserWarning):
-    """EM (or VI) stopped at ``max_iter`` before the lower bound changed by less than ``tol``."""
+# EM (or VI) stopped at ``max_iter`` before the lower bound changed by less than ``tol``
+ConvergenceWarning = _SklearnConvergenceWarning
 
 
 def resolve_dtype(dtype: Any) -> tuple[str, torch.dtype]:
@@ -155,8 +157,8 @@ class EMEstimator(Estimator):
             iterations (``|ΔL| < tol`` stops; ``tol = 0`` runs exactly ``max_iter``).
         max_iter: maximum number of EM iterations per restart (0: only initialise).
         n_init: number of restarts; the best lower bound wins.
-        random_state: seed of the NumPy ``RandomState`` handed to ``_initialize``
-            (``None``: fresh entropy).
+        random_state: ``None``, an int or a NumPy ``RandomState`` (scikit-learn's
+            ``check_random_state``), handed to ``_initialize``.
         warm_start: if fitted already, continue from the current parameters (one restart).
         verbose: 0 silent, 1 prints restarts, 2 also prints the bound every
             ``verbose_interval`` iterations.
@@ -190,7 +192,11 @@ class EMEstimator(Estimator):
 
     # ----------------------------------------------------------------- hooks (override)
     def _prepare(self, x, sample_weight) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Validate ``x`` (and ``sample_weight``) and convert them; override for dtype/device."""
+        """Validate ``x`` (and ``sample_weight``) and convert them; override for dtype/device.
+
+        Overrides also record ``_numpy_io`` (fitted arrays are returned as NumPy) and the
+        computation ``_device``.
+        """
         x = check_tensor(x, "x", min_ndim=2)
         return x, self._check_sample_weight(x, sample_weight)
 
@@ -205,8 +211,13 @@ class EMEstimator(Estimator):
                 f"sample_weight has {w.shape[0]} entries but x has {x.shape[0]} samples; "
                 "pass one weight per sample"
             )
-        if bool((w < 0).any()) or not bool(w.sum() > 0):
-            raise ValueError("sample_weight must be non-negative with a positive sum")
+        if bool((w < 0).any()):
+            raise ValueError("sample_weight must be non-negative; drop or fix negative weights")
+        if not bool(w.sum() > 0):
+            raise ValueError(
+                "sample_weight must not be all zero (the weights sum to zero); give some "
+                "samples a positive weight"
+            )
         return w
 
     def _check_parameters(self, x: torch.Tensor) -> None:
@@ -262,10 +273,16 @@ class EMEstimator(Estimator):
         """
         self._check_loop_settings()
         x, w = self._prepare(x, sample_weight)
-        self._check_parameters(x)
+        with self._torch_state(keep=True):
+            self._check_parameters(x)
+            self._fit(x, w)
+        return self
+
+    def _fit(self, x: torch.Tensor, w: torch.Tensor | None) -> None:
+        """The restarts and the iterations, on validated tensors."""
         do_init = not (self.warm_start and getattr(self, "converged_", None) is not None)
         n_init = self.n_init if do_init else 1
-        rng = np.random.RandomState(self.random_state)
+        rng = check_random_state(self.random_state)
         best_bound, best_params, best_n_iter, best_history = -math.inf, None, 0, []
         best_converged = False
         for init in range(n_init):
@@ -305,14 +322,18 @@ class EMEstimator(Estimator):
                 best_n_iter, best_history, best_converged = n_iter, history, converged
         if not best_converged and self.max_iter > 0:
             warnings.warn(
-                f"{type(self).__name__} did not converge in {self.max_iter} iterations "
-                f"(tol={self.tol}); increase max_iter or tol, or check the initialisation",
+                "Best performing initialization did not converge. Try different init "
+                "parameters, or increase max_iter, tol, or check for degenerate data. "
+                f"({type(self).__name__}: max_iter={self.max_iter}, tol={self.tol})",
                 ConvergenceWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         self._set_parameters(best_params)
         self.converged_ = bool(best_converged)
         self.n_iter_ = int(best_n_iter)
         self.lower_bound_ = float(best_bound)
         self.lower_bounds_ = [float(b) for b in best_history]
-        return self
+        self._after_fit(x)
+
+    def _after_fit(self, x: torch.Tensor) -> None:
+        """Called with the best parameters set (e.g. to record ``labels_``)."""

@@ -42,6 +42,9 @@ class _CountLikeMixture(MixtureEM):
     def _log_joint(self, f: torch.Tensor) -> torch.Tensor:
         return torch.addmm(torch.log(self.weights_), f, self._natural().T)
 
+    def _log_joint_t(self, f: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        return torch.addmm(torch.log(self.weights_)[:, None], self._natural(), f.T, out=out)
+
     def _component_log_prob(self, f: torch.Tensor) -> torch.Tensor:
         return f @ self._natural().T
 

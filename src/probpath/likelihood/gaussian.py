@@ -19,12 +19,14 @@ Covariance types follow scikit-learn: ``"full"`` (``covariance_`` is ``(d, d)``)
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import ClassVar
 
+import numpy as np
 import torch
 
 from probpath.core.model import Capabilities, Estimator
-from probpath.core.validation import check_choice, check_positive_int, check_tensor
+from probpath.core.validation import check_choice, check_positive_int
+from probpath.likelihood._arrays import ArrayFormat, as_input, as_output
 from probpath.likelihood.em import resolve_dtype
 
 __all__ = ["GaussianMLE", "GaussianScoreMatching", "randn"]
@@ -71,31 +73,30 @@ class _GaussianEstimator(Estimator):
 
     capabilities: ClassVar[Capabilities]
 
-    def _setup(self, covariance_type: str, reg_covar: float, dtype: Any, device: Any) -> None:
-        check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
-        if not isinstance(reg_covar, int | float) or reg_covar < 0 or math.isnan(reg_covar):
-            raise ValueError(f"reg_covar must be a non-negative number, got {reg_covar!r}")
-        name, self._dtype = resolve_dtype(dtype)
-        self._device = torch.device(device)
-        self.covariance_type = covariance_type
-        self.reg_covar = float(reg_covar)
-        self.config["dtype"] = name  # keep the JSON config plain
-        self.config["device"] = str(device)
+    def _check_settings(self) -> None:
+        """Validate the constructor arguments (in ``fit``, as scikit-learn does)."""
+        check_choice(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
+        reg = self.reg_covar
+        if isinstance(reg, bool) or not isinstance(reg, int | float) or not reg >= 0:
+            raise ValueError(f"reg_covar must be a non-negative number, got {reg!r}")
 
     # -- fitting -------------------------------------------------------------------------
 
-    def fit(self, x, y=None) -> _GaussianEstimator:
-        """Fit to ``x`` of shape ``(N, d)`` (tensor or NumPy array); returns ``self``.
+    def fit(self, X, y=None) -> _GaussianEstimator:
+        """Fit to ``X`` of shape ``(N, d)`` (NumPy array or tensor); returns ``self``.
 
-        ``y`` is ignored (scikit-learn pipeline compatibility).
+        ``y`` is ignored (scikit-learn pipeline compatibility). Fitted arrays are NumPy for
+        NumPy input and tensors (on the input's device) for a tensor.
         """
-        x = check_tensor(x, "x", ndim=2, dtype=self._dtype, device=self._device)
-        if x.shape[0] < 2:
-            raise ValueError(f"x has {x.shape[0]} sample; a Gaussian needs at least 2")
-        mean, cov = self._fit_parameters(x)
-        self._set_parameters(mean, cov)
-        self.n_features_in_ = int(x.shape[1])
-        self.n_samples_fit_ = int(x.shape[0])
+        self._check_settings()
+        dtype = None if self.dtype is None else resolve_dtype(self.dtype)[1]
+        device = None if self.device is None else torch.device(self.device)
+        x, fmt = as_input(self, X, reset=True, dtype=dtype, device=device, ensure_min_samples=2)
+        self._numpy_io, self._device = fmt.numpy, x.device
+        with self._torch_state(keep=True):
+            mean, cov = self._fit_parameters(x)
+            self._set_parameters(mean, cov)
+            self.n_samples_fit_ = int(x.shape[0])
         return self
 
     def _fit_parameters(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,18 +133,32 @@ class _GaussianEstimator(Estimator):
         self.mean_ = mean
         self.covariance_ = cov
         self.precision_cholesky_ = prec_chol
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """``precision_``: the precision ``Lambda = covariance_^{-1}`` (layout of covariance_)."""
+        if "precision_cholesky_" in vars(self):
+            p = self.precision_cholesky_
+            self.precision_ = p @ p.mT if self.covariance_type == "full" else p * p
+
+    def load_fitted(self, tensors, state) -> None:
+        super().load_fitted(tensors, state)
+        self._device = self.mean_.device
+        self._refresh()
 
     # -- the fitted density --------------------------------------------------------------
 
-    def _check_x(self, x) -> torch.Tensor:
+    def _input(self, x) -> tuple[torch.Tensor, ArrayFormat]:
         self.check_is_fitted()
-        return check_tensor(
-            x,
-            "x",
-            event_shape=(self.n_features_in_,),
-            dtype=self.mean_.dtype,
-            device=self.mean_.device,
-        )
+        dtype = self.mean_.dtype if isinstance(self.mean_, torch.Tensor) else None
+        if dtype is None:
+            dtype = torch.float32 if self.mean_.dtype == np.float32 else torch.float64
+        return as_input(self, x, reset=False, dtype=dtype, device=self._device)
+
+    def _tensor_method(self, x, fn) -> torch.Tensor:
+        t, _ = self._input(x)
+        with self._torch_state():
+            return fn(t)
 
     def _whiten(self, x: torch.Tensor) -> torch.Tensor:
         """``y`` with ``||y||^2`` the Mahalanobis distance: ``(x - mu) P`` (P P^T = Lambda)."""
@@ -161,13 +176,15 @@ class _GaussianEstimator(Estimator):
         return d * self.precision_cholesky_.log()
 
     def log_prob(self, x, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """Exact log-density ``log N(x | mean_, covariance_)``, shape ``(batch,)``.
+        """Exact log-density ``log N(x | mean_, covariance_)``, a tensor ``(batch,)``.
 
         Args:
             x: ``(batch, d)``.
             cond: unused (unconditional model); must be ``None``.
         """
-        x = self._check_x(x)
+        return self._tensor_method(x, self._log_density)
+
+    def _log_density(self, x: torch.Tensor) -> torch.Tensor:
         y = self._whiten(x)
         d = self.n_features_in_
         return (
@@ -176,43 +193,62 @@ class _GaussianEstimator(Estimator):
             + self._log_det_precision_cholesky()
         )
 
-    def score_samples(self, x) -> torch.Tensor:
-        """Per-sample log-likelihood (scikit-learn's name), the same as :meth:`log_prob`."""
-        return self.log_prob(x)
+    def score_samples(self, X):
+        """Per-sample log-likelihood ``(N,)`` (scikit-learn's; NumPy in, NumPy out)."""
+        t, fmt = self._input(X)
+        with self._torch_state():
+            return as_output(self._log_density(t), fmt)
+
+    def score(self, X, y=None) -> float:
+        """Mean log-likelihood per sample (scikit-learn's ``score``; a float)."""
+        return float(self._tensor_method(X, self._log_density).mean())
 
     def loss(self, x, cond: torch.Tensor | None = None) -> torch.Tensor:
         """Per-sample negative log-likelihood, shape ``(batch,)``."""
         return -self.log_prob(x)
 
-    def score(self, x) -> torch.Tensor:
-        """The score ``grad_x log p(x) = -Lambda (x - mu)`` (survey Eq. (4)), shape ``(batch, d)``.
+    def score_function(self, x) -> torch.Tensor:
+        """The score ``grad_x log p(x) = -Lambda (x - mu)`` (survey Eq. (4)), ``(batch, d)``.
 
-        Note: unlike scikit-learn's ``score`` (mean log-likelihood), probpath's ``score`` is
-        the gradient of the log-density, as everywhere else in the library; use
-        ``log_prob(x).mean()`` for scikit-learn's number.
+        (``score`` is scikit-learn's mean log-likelihood; this is the survey's score.)
         """
-        x = self._check_x(x)
-        y = self._whiten(x)
-        if self.covariance_type == "full":
-            return -y @ self.precision_cholesky_.mT
-        return -y * self.precision_cholesky_
 
-    @property
-    def precision_(self) -> torch.Tensor:
-        """The precision ``Lambda = covariance_^{-1}`` (same layout as ``covariance_``)."""
-        self.check_is_fitted()
-        p = self.precision_cholesky_
-        return p @ p.mT if self.covariance_type == "full" else p * p
+        def grad(t: torch.Tensor) -> torch.Tensor:
+            y = self._whiten(t)
+            if self.covariance_type == "full":
+                return -y @ self.precision_cholesky_.mT
+            return -y * self.precision_cholesky_
 
-    def sample(
+        return self._tensor_method(x, grad)
+
+    def generate(
         self,
         n: int,
         cond: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Draw ``n`` samples ``mu + L z`` with ``L L^T = covariance_``; shape ``(n, d)``."""
+        """probpath's generative ``sample``: ``mu + L z`` with ``L L^T = covariance_``, a
+        tensor ``(n, d)`` (see :func:`probpath.core.model.draw`)."""
         n = check_positive_int(n, "n")
         self.check_is_fitted()
+        with self._torch_state():
+            return self._draw(n, generator)
+
+    def sample(self, n_samples: int = 1):
+        """scikit-learn style: ``(X, y)`` with ``n_samples`` draws and ``y`` all zeros (one
+        component), in the format of the fitted data; for a seeded tensor use :meth:`generate`.
+        """
+        if isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer):
+            raise ValueError(f"Invalid value for 'n_samples': {n_samples!r}; pass an int >= 1")
+        if n_samples < 1:
+            raise ValueError(f"Invalid value for 'n_samples': {n_samples}; pass an int >= 1")
+        x = self.generate(int(n_samples))
+        y = torch.zeros(int(n_samples), dtype=torch.int64, device=x.device)
+        if getattr(self, "_numpy_io", False):
+            return x.cpu().numpy(), y.cpu().numpy()
+        return x, y
+
+    def _draw(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
         d = self.n_features_in_
         z = randn((n, d), generator=generator, dtype=self.mean_.dtype, device=self.mean_.device)
         if self.covariance_type == "full":
@@ -262,10 +298,13 @@ class GaussianMLE(_GaussianEstimator):
         self,
         covariance_type: str = "full",
         reg_covar: float = 0.0,
-        dtype: str = "float64",
-        device: str = "cpu",
+        dtype: str | None = None,
+        device: str | None = None,
     ) -> None:
-        self._setup(covariance_type, reg_covar, dtype, device)
+        self.covariance_type = covariance_type
+        self.reg_covar = reg_covar
+        self.dtype = dtype
+        self.device = device
 
     def _fit_parameters(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self._scatter(x)
@@ -322,12 +361,20 @@ class GaussianScoreMatching(_GaussianEstimator):
         method: str = "closed_form",
         reg_covar: float = 0.0,
         max_iter: int = 200,
-        dtype: str = "float64",
-        device: str = "cpu",
+        dtype: str | None = None,
+        device: str | None = None,
     ) -> None:
-        self._setup(covariance_type, reg_covar, dtype, device)
-        self.method = check_choice(method, "method", ("closed_form", "gradient"))
-        self.max_iter = check_positive_int(max_iter, "max_iter")
+        self.covariance_type = covariance_type
+        self.method = method
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.dtype = dtype
+        self.device = device
+
+    def _check_settings(self) -> None:
+        super()._check_settings()
+        check_choice(self.method, "method", ("closed_form", "gradient"))
+        check_positive_int(self.max_iter, "max_iter")
 
     @staticmethod
     def objective(x: torch.Tensor, score_fn) -> torch.Tensor:

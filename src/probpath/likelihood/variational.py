@@ -21,6 +21,7 @@ import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 from probpath.core.model import Capabilities
@@ -39,6 +40,7 @@ from probpath.likelihood._gaussian_covariance import (
     precisions_from_cholesky,
     tied_quadratic,
 )
+from probpath.likelihood._mixture_api import MixtureAPI
 from probpath.likelihood.em import EMEstimator, resolve_dtype
 from probpath.likelihood.gaussian import randn
 from probpath.likelihood.mixture import INIT_PARAMS, initial_responsibilities
@@ -106,8 +108,21 @@ def _as_list(value: Any) -> Any:
     return as_tensor(value, "prior").double().cpu().tolist()
 
 
+def _float_tensor(value: Any, name: str, like: torch.Tensor) -> torch.Tensor:
+    """A prior given as a number, list, array or tensor, as a tensor like ``like`` (0-d kept)."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number or an array of numbers, got {value!r}") from None
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return torch.tensor(arr, dtype=like.dtype, device=like.device)
+
+
 # ---------------------------------------------------------------- the VB mixture
-class BayesianGaussianMixture(EMEstimator):
+class BayesianGaussianMixture(MixtureAPI, EMEstimator):
     """Variational Bayesian Gaussian mixture (survey §1.1.5; Bishop PRML §10.2).
 
     Model: ``pi ~ Dir(alpha_0)`` (``"dirichlet_distribution"``) or stick-breaking
@@ -208,8 +223,8 @@ class BayesianGaussianMixture(EMEstimator):
         warm_start: bool = False,
         verbose: int = 0,
         verbose_interval: int = 10,
-        dtype: str = "float64",
-        device: str = "cpu",
+        dtype: str | None = None,
+        device: str | None = None,
     ) -> None:
         super().__init__(
             tol=tol,
@@ -220,48 +235,41 @@ class BayesianGaussianMixture(EMEstimator):
             verbose=verbose,
             verbose_interval=verbose_interval,
         )
-        self.n_components = check_positive_int(n_components, "n_components")
-        self.covariance_type = check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
-        self.init_params = check_choice(init_params, "init_params", INIT_PARAMS)
-        self.weight_concentration_prior_type = check_choice(
-            weight_concentration_prior_type, "weight_concentration_prior_type", WEIGHT_PRIORS
-        )
-        if not isinstance(reg_covar, int | float) or not reg_covar >= 0:
-            raise ValueError(f"reg_covar must be a non-negative number, got {reg_covar!r}")
-        for name, value in (
-            ("weight_concentration_prior", weight_concentration_prior),
-            ("mean_precision_prior", mean_precision_prior),
-        ):
-            if value is not None and not (isinstance(value, int | float) and value > 0):
-                raise ValueError(f"{name} must be a positive number or None, got {value!r}")
-        self.reg_covar = float(reg_covar)
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.init_params = init_params
+        self.weight_concentration_prior_type = weight_concentration_prior_type
+        self.reg_covar = reg_covar
         self.weight_concentration_prior = weight_concentration_prior
         self.mean_precision_prior = mean_precision_prior
         self.mean_prior = mean_prior
         self.degrees_of_freedom_prior = degrees_of_freedom_prior
         self.covariance_prior = covariance_prior
-        name, self._dtype = resolve_dtype(dtype)
-        self._device = torch.device(device)
-        self.config.update(
-            dtype=name,
-            device=str(device),
-            mean_prior=_as_list(mean_prior),
-            covariance_prior=_as_list(covariance_prior),
-        )
+        self.dtype = dtype
+        self.device = device
 
     # ------------------------------------------------------------ EM template hooks
-    def _prepare(self, x, sample_weight):
-        x = check_tensor(x, "x", ndim=2, dtype=self._dtype, device=self._device)
-        return super()._prepare(x, sample_weight)
-
     def _check_parameters(self, x: torch.Tensor) -> None:
         n, d = x.shape
+        check_positive_int(self.n_components, "n_components")
+        check_choice(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
+        check_choice(self.init_params, "init_params", INIT_PARAMS)
+        check_choice(
+            self.weight_concentration_prior_type, "weight_concentration_prior_type", WEIGHT_PRIORS
+        )
+        reg = self.reg_covar
+        if isinstance(reg, bool) or not isinstance(reg, int | float) or not reg >= 0:
+            raise ValueError(f"reg_covar must be a non-negative number, got {reg!r}")
+        for name in ("weight_concentration_prior", "mean_precision_prior"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int | float) and value > 0):
+                raise ValueError(f"{name} must be a positive number or None, got {value!r}")
         if n < self.n_components:
             raise ValueError(
-                f"x has {n} samples but n_components={self.n_components}; pass at least as "
-                "many samples as components or decrease n_components"
+                f"Expected n_samples >= n_components but got n_components = "
+                f"{self.n_components}, n_samples = {n}; pass more samples or decrease "
+                "n_components"
             )
-        kw = {"dtype": x.dtype, "device": x.device}
         self.n_features_in_ = int(d)
         self.weight_concentration_prior_ = float(
             1.0 / self.n_components
@@ -274,7 +282,7 @@ class BayesianGaussianMixture(EMEstimator):
         if self.mean_prior is None:
             self.mean_prior_ = x.mean(0)
         else:
-            self.mean_prior_ = as_tensor(self.mean_prior, "mean_prior", **kw)
+            self.mean_prior_ = _float_tensor(self.mean_prior, "mean_prior", x)
             if tuple(self.mean_prior_.shape) != (d,):
                 raise ValueError(
                     f"mean_prior must have shape ({d},) to match x, got "
@@ -286,8 +294,8 @@ class BayesianGaussianMixture(EMEstimator):
             self.degrees_of_freedom_prior_ = float(self.degrees_of_freedom_prior)
         else:
             raise ValueError(
-                f"degrees_of_freedom_prior must be greater than d - 1 = {d - 1}, got "
-                f"{self.degrees_of_freedom_prior}"
+                f"The parameter 'degrees_of_freedom_prior' should be greater than {d - 1}, but "
+                f"got {self.degrees_of_freedom_prior:.3f}."
             )
         self.covariance_prior_ = self._covariance_prior(x)
 
@@ -299,7 +307,8 @@ class BayesianGaussianMixture(EMEstimator):
                 return torch.atleast_2d(torch.cov(x.mT, correction=1))
             var = x.var(0, correction=1)
             return var if ct == "diag" else var.mean()
-        prior = as_tensor(self.covariance_prior, "covariance_prior", x.dtype, x.device)
+        # not core.validation.as_tensor: np.ascontiguousarray turns a 0-d scalar into 1-d
+        prior = _float_tensor(self.covariance_prior, "covariance_prior", x)
         want = {"full": (d, d), "tied": (d, d), "diag": (d,), "spherical": ()}[ct]
         if tuple(prior.shape) != want:
             raise ValueError(
@@ -489,74 +498,35 @@ class BayesianGaussianMixture(EMEstimator):
             self.weights_ = weights / weights.sum()
         else:
             self.weights_ = self.weight_concentration_ / self.weight_concentration_.sum()
+        self._refresh()
 
     # ------------------------------------------------------------ fitted model
-    @property
-    def precisions_(self) -> torch.Tensor:
-        """Posterior-mean precisions ``E[Lambda_k]``, same layout as ``covariances_``."""
-        self.check_is_fitted()
-        return precisions_from_cholesky(self.precisions_cholesky_, self.covariance_type)
+    def _refresh(self) -> None:
+        """``precisions_``: posterior-mean precisions ``E[Lambda_k]`` (layout of covariances_)."""
+        if "precisions_cholesky_" in vars(self):
+            ct = self.covariance_type
+            self.precisions_ = precisions_from_cholesky(self.precisions_cholesky_, ct)
 
-    def _check_x(self, x) -> torch.Tensor:
-        self.check_is_fitted()
-        return check_tensor(
-            x,
-            "x",
-            event_shape=(self.n_features_in_,),
-            dtype=self.means_.dtype,
-            device=self.means_.device,
-        )
+    def _weighted_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """scikit-learn's ``E_q[ln pi_k + ln N(x | mu_k, Lambda_k^{-1})]``, ``(N, K)``.
 
-    def _plugin_log_joint(self, x: torch.Tensor) -> torch.Tensor:
-        """``ln weights_k + ln N(x_n | means_k, covariances_k)``, shape ``(N, K)``."""
+        Its ``logsumexp`` (``score_samples``) is *not* a normalised density (Jensen's
+        inequality); :meth:`log_prob` is the plug-in density instead.
+        """
+        return self._weighted_expected_log_prob(x)
+
+    def _density_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """Plug-in ``ln sum_k weights_k N(x | means_k, covariances_k)`` (normalised)."""
         log_w = self.weights_.clamp_min(torch.finfo(self.weights_.dtype).tiny).log()
-        return (
-            _log_gaussian(
-                x, self.means_, self.precisions_cholesky_, self.covariance_type, self.mean_prior_
-            )
-            + log_w
-        )
+        ct = self.covariance_type
+        log_joint = _log_gaussian(x, self.means_, self.precisions_cholesky_, ct, self.mean_prior_)
+        return torch.logsumexp(log_joint + log_w, dim=1)
 
-    def log_prob(self, x, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """Plug-in log-density at the posterior means (normalised), shape ``(batch,)``."""
-        x = self._check_x(x)
-        return torch.logsumexp(self._plugin_log_joint(x), dim=1)
+    def _draw_from_random_state(self, n: int, rng):
+        return self._gaussian_draws_like_sklearn(n, rng)
 
-    def loss(self, x, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-sample negative plug-in log-likelihood, shape ``(batch,)``."""
-        return -self.log_prob(x)
-
-    def score_samples(self, x) -> torch.Tensor:
-        """scikit-learn's ``score_samples``: ``ln sum_k exp E_q[ln pi_k N(x|mu_k, Lambda_k^-1)]``.
-
-        Not a normalised density (it lies below the plug-in and predictive densities on
-        average); use :meth:`log_prob` for likelihoods.
-        """
-        x = self._check_x(x)
-        return torch.logsumexp(self._weighted_expected_log_prob(x), dim=1)
-
-    def predict_proba(self, x) -> torch.Tensor:
-        """Responsibilities ``q(z_n = k)`` under the fitted posterior, shape ``(batch, K)``."""
-        x = self._check_x(x)
-        return torch.softmax(self._weighted_expected_log_prob(x), dim=1)
-
-    def predict(self, x) -> torch.Tensor:
-        """Most responsible component per sample, shape ``(batch,)``."""
-        return self.predict_proba(x).argmax(1)
-
-    def sample(
-        self,
-        n: int,
-        cond: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
-        return_labels: bool = False,
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Draw ``n`` samples from the plug-in mixture; shape ``(n, d)``.
-
-        With ``return_labels=True`` also returns the component of each sample ``(n,)``.
-        """
-        n = check_positive_int(n, "n")
-        self.check_is_fitted()
+    def _draw(self, n: int, generator: torch.Generator | None):
+        """Components ``z ~ Cat(weights_)``, then ``x ~ N(means_z, covariances_z)``."""
         dt, dev = self.means_.dtype, self.means_.device
         gen_dev = generator.device if generator is not None else dev
         labels = torch.multinomial(
@@ -572,8 +542,11 @@ class BayesianGaussianMixture(EMEstimator):
         else:
             scale = p[labels] if ct == "diag" else p[labels][:, None]
             step = z / scale
-        out = self.means_[labels] + step
-        return (out, labels) if return_labels else out
+        return self.means_[labels] + step, labels
+
+    def load_fitted(self, tensors, state) -> None:
+        super().load_fitted(tensors, state)
+        self._device, self._fit_dtype = self.means_.device, self.means_.dtype
 
 
 # ---------------------------------------------------------------- black-box VI
