@@ -42,6 +42,7 @@ __all__ = [
     "Estimator",
     "OptimizerGroup",
     "FORMAT_VERSION",
+    "is_conditional",
 ]
 
 FORMAT_VERSION = 1
@@ -59,7 +60,11 @@ class Capabilities:
         log_prob_bound: ``log_prob`` is a lower bound (ELBO / IWAE) — documented as such.
         has_score: the model exposes ``score(x)`` (or a score at every noise level).
         one_step: sampling takes a single network evaluation.
-        conditional: ``loss`` / ``sample`` accept class labels ``cond``.
+        conditional: always conditional: ``loss`` / ``sample`` take class labels ``cond`` and
+            training needs a labelled data set (the conditional GAN).
+        accepts_labels: built with ``num_classes > 0`` the model learns ``p(x | c)`` (a label
+            embedding with a "no label" index for classifier-free guidance); with
+            ``num_classes = 0`` it is unconditional. :func:`is_conditional` reads both.
         estimator: fitted with ``fit(x)`` (scikit-learn style) instead of the Trainer.
     """
 
@@ -70,6 +75,7 @@ class Capabilities:
     has_score: bool = False
     one_step: bool = False
     conditional: bool = False
+    accepts_labels: bool = False
     estimator: bool = False
 
     @property
@@ -78,6 +84,21 @@ class Capabilities:
         if self.exact_log_prob:
             return "exact"
         return "bound" if self.log_prob_bound else "none"
+
+
+def is_conditional(model: Any) -> bool:
+    """Whether this model *instance* learns ``p(x | c)``: labels reach ``loss`` and ``sample``.
+
+    True for always-conditional families (``capabilities.conditional``) and for families that
+    accept labels (``capabilities.accepts_labels``) built with ``num_classes > 0``. The Trainer,
+    ``compare`` and the CLI pass ``Dataset.y`` exactly when this is true.
+    """
+    caps = getattr(model, "capabilities", None)
+    if caps is None:
+        return False
+    if caps.conditional:
+        return True
+    return bool(caps.accepts_labels) and int(getattr(model, "num_classes", 0) or 0) > 0
 
 
 @runtime_checkable
