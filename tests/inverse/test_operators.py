@@ -40,6 +40,8 @@ def test_adjoint_and_pinv_match_dense_algebra(task, shape, options):
     assert torch.allclose(op.adjoint(y).reshape(3, -1), y.reshape(3, -1) @ a, atol=ATOL, rtol=0)
     lhs = (op.forward(x) * y).sum()
     assert torch.allclose(lhs, (x * op.adjoint(y)).sum(), atol=ATOL, rtol=0)
+    u, s, v = op.svd()
+    assert torch.allclose((u * s) @ v.T, a, atol=ATOL, rtol=0)
     rtol = getattr(op, "rtol", 1e-12)
     want = y.reshape(3, -1) @ torch.linalg.pinv(a, rtol=rtol).T
     assert torch.allclose(op.pinv(y).reshape(3, -1), want, atol=1e-8, rtol=0)

@@ -17,6 +17,7 @@ from probpath.inverse.operators import (
     SuperResolution,
     make_operator,
 )
+from probpath.inverse.restore import RESTORE_TASKS, Reshaped, restore_file
 from probpath.inverse.solvers import (
     SOLVERS,
     DDNMField,
@@ -38,11 +39,14 @@ __all__ = [
     "Inpainting",
     "LinearOperator",
     "PiGDMField",
+    "RESTORE_TASKS",
+    "Reshaped",
     "RandomProjection",
     "SuperResolution",
     "ddnm",
     "dps",
     "make_operator",
     "pigdm",
+    "restore_file",
     "solve",
 ]

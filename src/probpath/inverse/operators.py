@@ -47,6 +47,7 @@ class LinearOperator:
             raise ValueError(f"sigma_y must be >= 0 (the noise std), got {sigma_y!r}")
         self.sigma_y = float(sigma_y)
         self._gram_eig: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._svd: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     @property
     def dim(self) -> int:
@@ -81,6 +82,13 @@ class LinearOperator:
         """The dense matrix ``(m, d)`` of ``A`` (float64), probed column by column."""
         eye = torch.eye(self.dim, dtype=torch.float64).reshape(self.dim, *self.event_shape)
         return self.forward(eye).reshape(self.dim, -1).T.contiguous()
+
+    def svd(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(U (m, k), s (k,), V (d, k))`` with ``A = U diag(s) V^T`` (float64, cached)."""
+        if self._svd is None:
+            u, s, vh = torch.linalg.svd(self.matrix(), full_matrices=False)
+            self._svd = (u, s, vh.T)
+        return self._svd
 
     def solve_gram(self, v: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
         """``(r^2 A A^T + sigma_y^2 I)^+ v`` for ``v`` ``(batch, m)`` and ``r2`` ``(batch,)``.

@@ -126,6 +126,9 @@ def restore_file(
     op = Reshaped(image, model.event_shape) if tuple(model.event_shape) != event else image
     y = (scale * y_data + shift).to(model.dtype)
     gen = torch.Generator().manual_seed(seed)
+    if vr is not None:  # clamp x0_hat to the data range (stabilises ΠGDM / DPS on eps-networks)
+        low, high = sorted(scale * v + shift for v in vr)
+        options.setdefault("clip_x0", (low, high))
     res = solve(method, model, op, y, steps=steps, generator=gen, **options)
     restored = ((res.x.detach().cpu().float() - shift) / scale).reshape(len(y), *event)
     _write(out, restored, vr)

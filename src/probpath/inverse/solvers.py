@@ -13,9 +13,10 @@ or field, any sampler and any prediction kind, and its NFE is counted:
   with ``r_t^2 = sigma_tilde^2 / (1 + sigma_tilde^2)``, ``sigma_tilde = sigma_t / alpha_t``.
 * **DDNM** (Wang et al. 2023, "Zero-shot image restoration using denoising diffusion null-space
   model", Eq. 13): replace the range-space part of ``x0_hat`` by the measurement,
-  ``x0_hat <- A^+ y + (I - A^+ A) x0_hat``; **DDNM+** (their §3.3) scales the correction by
-  ``lambda_t = min(1, sigma_tilde_t / sigma_y)`` for noisy ``y`` (without their
-  re-noising of ``Phi_t`` and time travel: the sampler keeps its own noise).
+  ``x0_hat <- A^+ y + (I - A^+ A) x0_hat``; **DDNM+** (their §3.3) for noisy ``y`` scales the
+  correction along each singular pair of ``A`` by ``lambda_i = min(1, sigma_tilde_t s_i /
+  sigma_y)`` (without their reduced re-noising ``Phi_t`` and time travel: the sampler keeps
+  its own noise).
 
 Functions :func:`dps`, :func:`pigdm`, :func:`ddnm` take a field (or a
 :class:`~probpath.sampling.path_model.PathModel`), an operator and observations ``y`` with
@@ -86,12 +87,21 @@ class DDNMField(Field):
         if values is None:
             values = self.path(t)
         x0_hat, eps_hat = self.field.x0_eps(x, t, cond, values=values)
-        correction = self.op.pinv(self.op.forward(x0_hat) - self.y.to(x0_hat))
-        if self.op.sigma_y > 0.0:  # DDNM+: lambda_t = min(1, sigma_tilde_t / sigma_y)
-            alpha = torch.as_tensor(values.alpha, dtype=x.dtype).clamp_min(1e-12)
-            level = torch.as_tensor(values.sigma, dtype=x.dtype) / alpha
-            lam = (level / self.op.sigma_y).clamp(max=1.0).expand(len(x))
-            correction = append_dims(lam, x) * correction
+        residual = self.op.forward(x0_hat) - self.y.to(x0_hat)
+        if self.op.sigma_y == 0.0:
+            return x0_hat - self.op.pinv(residual), eps_hat
+        # DDNM+ (Wang et al. 2023, §3.3) in A's SVD: along singular pair i the pseudo-inverse
+        # carries noise of std sigma_y / s_i into x0_hat; scale its correction by
+        # lambda_i = min(1, sigma_tilde_t s_i / sigma_y) so that noise stays below the
+        # sampler's current level sigma_tilde_t = sigma_t / alpha_t
+        u, s, v = (m.to(x0_hat) for m in self.op.svd())
+        alpha = torch.as_tensor(values.alpha, dtype=x.dtype).clamp_min(1e-12)
+        level = (torch.as_tensor(values.sigma, dtype=x.dtype) / alpha).reshape(-1, 1)
+        keep = s > 1e-12 * s.max()
+        lam = (level * s / self.op.sigma_y).clamp(max=1.0)
+        gain = torch.where(keep, lam / torch.where(keep, s, torch.ones_like(s)), 0.0)
+        coef = residual.reshape(len(x), -1) @ u  # (B, k)
+        correction = ((coef * gain) @ v.T).reshape(x0_hat.shape)
         return x0_hat - correction, eps_hat
 
     def evaluate(self, x, t, cond=None):
