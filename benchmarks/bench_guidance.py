@@ -12,15 +12,15 @@ times ``t`` in [0.05, 0.95] we report the largest error of
   steps) against the exact conditional score: the modelling error of the classifier route.
 
 Part 2 — digits. A class-conditional DDPM (catalog ``ddpm`` with ``num_classes=10``, label
-dropout 0.1) is trained for ``--minutes`` (Trainer, batch 256, EMA); for each guidance weight
-``w`` in ``--weights`` we draw ``--n-per-class`` samples of every class with the model's
-default sampler (ancestral, 1000 steps; guided: 1000×2 network passes) and report the class
-accuracy of the samples under the digits classifier of ``metrics.features`` (fitted on the
-training split; its accuracy on the held-out digits is printed too), the Fréchet distance in
-its features to the held-out digits (overall, and the mean of the per-class FDs), and write
-``benchmarks/figures/guidance_digits.png`` (FD and accuracy vs ``w``).
+dropout 0.1) is trained for ``--train-steps`` steps (Trainer, batch 256, EMA); for each
+guidance weight ``w`` in ``--weights`` we draw ``--n-per-class`` samples of every class with
+the model's default sampler (ancestral, 1000 steps; guided: 1000×2 network passes) and report
+the class accuracy of the samples under the digits classifier of ``metrics.features`` (fitted
+on the training split; its accuracy on the held-out digits is printed too), the Fréchet
+distance in its features to the held-out digits (overall, and the mean of the per-class FDs),
+and write ``benchmarks/figures/guidance_digits.png`` (FD and accuracy vs ``w``).
 
-Run:  .venv/bin/python benchmarks/bench_guidance.py [--part exact|digits|both] [--minutes 3]
+Run:  .venv/bin/python benchmarks/bench_guidance.py [--part exact|digits|both] [--train-steps 4000]
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def run_exact(dim: int, seed: int, weights) -> None:
         print(f"| {t:.2f} | " + " | ".join(row) + " |")
 
 
-def run_digits(minutes: float, weights, n_per_class: int, seed: int, figure: Path) -> None:
+def run_digits(train_steps: int, weights, n_per_class: int, seed: int, figure: Path) -> None:
     from probpath.catalog import build_model
     from probpath.data import Dataset, load_dataset
     from probpath.metrics import feature_frechet_distance, fit_feature_extractor, quantize
@@ -115,9 +115,7 @@ def run_digits(minutes: float, weights, n_per_class: int, seed: int, figure: Pat
         test_acc = float((extractor(test_flat).argmax(1) == test.y).float().mean())
     torch.manual_seed(seed)
     model = build_model("ddpm", (64,), 10)
-    cfg = TrainConfig(
-        time_budget=60 * minutes, steps=10**7, batch_size=256, seed=seed, progress="off"
-    )
+    cfg = TrainConfig(steps=train_steps, batch_size=256, seed=seed, progress="off")
     t0 = time.perf_counter()
     ds = Dataset(flat / 8.0 - 1.0, y=train.y, name="digits", num_classes=10)
     res = Trainer(cfg).fit(model, ds)
@@ -171,7 +169,7 @@ def main() -> None:
     p.add_argument("--part", default="both", choices=("exact", "digits", "both"))
     p.add_argument("--dim", type=int, default=2)
     p.add_argument("--weights", default="0,0.5,1,2,4")
-    p.add_argument("--minutes", type=float, default=3.0)
+    p.add_argument("--train-steps", type=int, default=4000)
     p.add_argument("--n-per-class", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
@@ -184,7 +182,7 @@ def main() -> None:
     if args.part in ("exact", "both"):
         run_exact(args.dim, args.seed, weights)
     if args.part in ("digits", "both"):
-        run_digits(args.minutes, weights, args.n_per_class, args.seed, Path(args.figure))
+        run_digits(args.train_steps, weights, args.n_per_class, args.seed, Path(args.figure))
 
 
 if __name__ == "__main__":

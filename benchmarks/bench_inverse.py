@@ -12,17 +12,17 @@ inpainting one coordinate) and 16-D (inpaint half, 4x average-pool, blur, 8 proj
 DPS's ``zeta`` (1.0) and all other settings are the papers' / the library's defaults, chosen
 on no problem here.
 
-Part 2 — digits (8x8, pixels 0..16 scaled to [-1, 1]). A DDPM (catalog ``ddpm``: TimeMLP on
-the 64 flattened pixels, eps prediction) is trained for ``--minutes`` with the Trainer; on
-``--n-test`` held-out digits we inpaint the bottom half, super-resolve 2x (average pool) and
-denoise ``sigma_y = 0.2`` (model units = 1.6 grey levels), and report PSNR (pixels / 16, peak
-1) and the Fréchet distance in the digits classifier's features (``metrics.features``, the
-FID recipe, restorations snapped to the 17 grey levels) against the true digits, beside the
-pseudo-inverse ``A^+ y``. All solvers clamp ``x0_hat`` to the data range [-1, 1]
-(``clip_x0``): without it ΠGDM diverges on the eps-network (its ``d x0_hat / d x_t`` carries the
-network's Jacobian error times ``1 / alpha_t``, ~150 near t = 1).
+Part 2 — digits (8x8, pixels 0..16 scaled to [-1, 1]). A DDPM (catalog ``ddpm``: TimeMLP on the
+64 flattened pixels, eps prediction) is trained for ``--train-steps`` steps (batch 256) with
+the Trainer; on ``--n-test`` held-out digits we inpaint the bottom half, super-resolve 2x
+(average pool) and denoise ``sigma_y = 0.2`` (model units = 1.6 grey levels), and report PSNR
+(pixels / 16, peak 1) and the Fréchet distance in the digits classifier's features
+(``metrics.features``, the FID recipe, restorations snapped to the 17 grey levels) against the
+true digits, beside the pseudo-inverse ``A^+ y``. All solvers clamp ``x0_hat`` to the data
+range [-1, 1] (``clip_x0``): without it ΠGDM diverges on the eps-network (its ``d x0_hat / d
+x_t`` carries the network's Jacobian error times ``1 / alpha_t``, ~150 near t = 1).
 
-Run:  .venv/bin/python benchmarks/bench_inverse.py [--part oracle|digits|both] [--minutes 3]
+Run:  .venv/bin/python benchmarks/bench_inverse.py [--part oracle|digits|both] [--train-steps 4000]
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
     return float((10 * torch.log10(1.0 / mse)).mean())
 
 
-def run_digits(minutes: float, n_test: int, steps: int, seed: int) -> None:
+def run_digits(train_steps: int, n_test: int, steps: int, seed: int) -> None:
     from probpath.catalog import build_model
     from probpath.data import Dataset, load_dataset
     from probpath.metrics import feature_frechet_distance, fit_feature_extractor, quantize
@@ -109,9 +109,7 @@ def run_digits(minutes: float, n_test: int, steps: int, seed: int) -> None:
     flat = train.x.reshape(len(train), -1).float()
     torch.manual_seed(seed)
     model = build_model("ddpm", (64,), None)
-    cfg = TrainConfig(
-        time_budget=60 * minutes, steps=10**7, batch_size=256, seed=seed, progress="off"
-    )
+    cfg = TrainConfig(steps=train_steps, batch_size=256, seed=seed, progress="off")
     t0 = time.perf_counter()
     res = Trainer(cfg).fit(model, Dataset(flat / 8.0 - 1.0, name="digits"))
     model = (res.ema_model or res.model).eval()
@@ -151,7 +149,7 @@ def main() -> None:
     p.add_argument("--part", default="both", choices=("oracle", "digits", "both"))
     p.add_argument("--n", type=int, default=1000, help="samples per oracle problem")
     p.add_argument("--steps", type=int, default=100, help="solver steps (NFE)")
-    p.add_argument("--minutes", type=float, default=3.0, help="digits DDPM training budget")
+    p.add_argument("--train-steps", type=int, default=4000, help="digits DDPM training steps")
     p.add_argument("--n-test", type=int, default=300, help="digits restored per task")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
@@ -160,7 +158,7 @@ def main() -> None:
     if args.part in ("oracle", "both"):
         run_oracle(args.n, args.steps, args.seed)
     if args.part in ("digits", "both"):
-        run_digits(args.minutes, args.n_test, args.steps, args.seed)
+        run_digits(args.train_steps, args.n_test, args.steps, args.seed)
 
 
 if __name__ == "__main__":

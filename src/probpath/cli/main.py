@@ -1,4 +1,4 @@
-"""The ``probpath`` command: ``info``, ``fit``, ``sample``, ``evaluate`` and ``compare``.
+"""The ``probpath`` command: ``info``, ``fit``, ``sample``, ``evaluate``, ``restore``, ``compare``.
 
 Every command validates all of its input before it trains or writes anything. Bad input
 (an unknown model, unreadable data, a bad option value, a malformed ``key=value``) ends with
@@ -143,6 +143,8 @@ def info() -> None:
     for e in entries:
         caps = e.cls.capabilities
         flag = "" if e.in_compare else " [not in compare]"
+        if caps.conditional or caps.accepts_labels:  # needs / takes labels (fit --conditional)
+            flag += " [conditional]" if caps.conditional else " [labels: --conditional]"
         out.write(
             f"  {e.name:<18} {caps.route:<12} {caps.section:<8} {caps.likelihood_kind:<10} "
             f"{e.data:<7} {e.summary}{flag}\n"
@@ -151,6 +153,12 @@ def info() -> None:
     out.write(_schedules_text())
     out.write("\nSamplers (probpath sample RUN --sampler NAME --steps K):\n")
     out.write(_samplers_text())
+    out.write(
+        "\nGuidance (conditional path models): probpath sample RUN --class C --guidance W "
+        "(classifier-free, (1 + w) f(x, t, c) - w f(x, t, null); NFE N×2)\n"
+        "Restoration (path models): probpath restore RUN --task inpaint|superres|deblur|denoise "
+        "--method ddnm|pigdm|dps\n"
+    )
     out.write("\nData sets (--data NAME, or a path to .npy/.npz/.csv/IDX/image folder):\n")
     out.write(_datasets_text())
     typer.echo(out.getvalue().rstrip("\n"))
@@ -262,6 +270,8 @@ def fit(
 
       probpath fit ddpm --data moons --steps 20000 --resume runs/ddpm-moons
 
+      probpath fit cfm --data gmm --conditional --steps 2000 --out runs/cfm-gmm
+
       torchrun --nproc_per_node=2 -m probpath fit cfm --data moons --steps 5000
     """
     from probpath.catalog import build_model, get_entry
@@ -292,7 +302,8 @@ def fit(
         caps = entry.cls.capabilities
         if conditional and not (caps.accepts_labels and dataset.num_classes > 0):
             raise _BadInput(
-                f"--conditional needs a path model (ddpm, cfm, ...) and labelled data; "
+                f"--conditional needs a model that takes labels (ddpm, cfm, vae, ...) and "
+                "labelled data; "
                 f"{entry.name!r} on {data!r} has "
                 f"{'labels' if dataset.num_classes else 'no labels'}"
             )

@@ -43,6 +43,7 @@ __all__ = [
     "OptimizerGroup",
     "FORMAT_VERSION",
     "is_conditional",
+    "check_labels",
 ]
 
 FORMAT_VERSION = 1
@@ -99,6 +100,40 @@ def is_conditional(model: Any) -> bool:
     if caps.conditional:
         return True
     return bool(caps.accepts_labels) and int(getattr(model, "num_classes", 0) or 0) > 0
+
+
+def check_labels(
+    cond: Any, n: int, num_classes: int, owner: str, *, null: bool = False, device=None
+) -> torch.Tensor | None:
+    """Validate class labels for a model with ``num_classes`` labels: ``(n,)`` integers (or
+    one label for all) in ``0..num_classes - 1`` (``num_classes`` itself too when ``null``:
+    the "no label" index). Returns a long tensor on ``device`` (``None`` passes through).
+
+    Raises ``ValueError`` naming the fix, e.g. for labels given to an unconditional model.
+    """
+    if cond is None:
+        return None
+    if not num_classes:
+        raise ValueError(
+            f"{owner} was built without labels (num_classes=0), so it cannot use cond; pass "
+            "cond=None, or build it with num_classes=K and train it on labelled data"
+        )
+    cond = torch.as_tensor(cond, device=device)
+    if cond.ndim == 0:
+        cond = cond.expand(n)
+    if cond.shape != (n,) or cond.is_floating_point() or cond.dtype == torch.bool:
+        raise ValueError(
+            f"cond must be integer labels of shape ({n},) (one per sample) or one label; "
+            f"got {cond.dtype} of shape {tuple(cond.shape)}"
+        )
+    top = num_classes if null else num_classes - 1
+    if n and (int(cond.min()) < 0 or int(cond.max()) > top):
+        extra = f" (or {num_classes} for 'no label')" if null else ""
+        raise ValueError(
+            f"cond labels must lie in 0..{num_classes - 1}{extra}; got "
+            f"{int(cond.min())}..{int(cond.max())}"
+        )
+    return cond.long()
 
 
 @runtime_checkable

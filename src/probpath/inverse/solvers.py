@@ -108,8 +108,28 @@ class DDNMField(Field):
         raise NotImplementedError("DDNM corrects (x0_hat, eps_hat); samplers call x0_eps")
 
 
-def _solve(make_field, model_or_field, operator, y, sampler, steps, cond, generator, options):
-    """Wrap the model's field with ``make_field(field, operator, y)`` and sample it."""
+def _solve(
+    make_field,
+    model_or_field,
+    operator: LinearOperator,
+    y,
+    *,
+    sampler: str = "ddim",
+    steps: int = 100,
+    cond=None,
+    generator: torch.Generator | None = None,
+    **options: Any,
+) -> SampleOutput:
+    """Wrap the model's field with ``make_field(field, operator, y)`` and sample it.
+
+    Args (shared by :func:`dps`, :func:`pigdm`, :func:`ddnm`):
+        model_or_field: a path model (its field and grid defaults) or any field.
+        operator: the measurement operator; y: the observations ``(n, *obs)``, one draw of
+            ``x | y`` per row.
+        sampler, steps: the shared sampler (default DDIM with ``eta = 1``: ancestral).
+        cond: labels for a conditional model; generator: the sampler's noise.
+        **options: more sampler options (e.g. ``clip_x0``).
+    """
     if not isinstance(operator, LinearOperator):
         raise ValueError(f"operator must be a LinearOperator, got {type(operator).__name__}")
     y = torch.as_tensor(y)
@@ -122,7 +142,6 @@ def _solve(make_field, model_or_field, operator, y, sampler, steps, cond, genera
     if hasattr(model_or_field, "grid_defaults"):
         opts.update(model_or_field.grid_defaults(sampler, steps))
     opts.update(options)
-    dtype = getattr(model_or_field, "dtype", y.dtype)
     return sample_path(
         make_field(field, operator, y),
         (len(y), *operator.event_shape),
@@ -130,81 +149,40 @@ def _solve(make_field, model_or_field, operator, y, sampler, steps, cond, genera
         steps=steps,
         generator=generator,
         device=y.device,
-        dtype=dtype,
+        dtype=getattr(model_or_field, "dtype", y.dtype),
         cond=cond,
         **opts,
     )
 
 
-def dps(
-    model_or_field,
-    operator: LinearOperator,
-    y: torch.Tensor,
-    *,
-    zeta: float = 1.0,
-    sampler: str = "ddim",
-    steps: int = 100,
-    cond=None,
-    generator: torch.Generator | None = None,
-    **options: Any,
-) -> SampleOutput:
-    """Diffusion posterior sampling (Chung et al. 2023, Alg. 1): one draw of ``x | y`` per
-    row of ``y`` ``(n, *obs)``.
+def dps(model_or_field, operator: LinearOperator, y, *, zeta: float = 1.0, **options):
+    """Diffusion posterior sampling (Chung et al. 2023, Alg. 1) with step size ``zeta``
+    (``zeta_t = zeta / ||y - A x0_hat||``); other arguments: see :func:`_solve`.
 
-    Args:
-        model_or_field: a path model (its field and grid defaults) or any field.
-        operator: the measurement operator; y: the observations.
-        zeta: DPS's step size ``zeta`` (``zeta_t = zeta / ||y - A x0_hat||``).
-        sampler, steps: the shared sampler (default DDIM with ``eta = 1``: ancestral).
-        cond: labels for a conditional model; generator: the sampler's noise.
-        **options: more sampler options.
+    Returns:
+        :class:`~probpath.sampling.samplers.SampleOutput` (samples ``(n, *event)``, NFE).
     """
-
-    def make(field, op, y):
-        return DPSField(field, op, y, zeta)
-
-    return _solve(make, model_or_field, operator, y, sampler, steps, cond, generator, options)
+    return _solve(
+        lambda f, op, obs: DPSField(f, op, obs, zeta), model_or_field, operator, y, **options
+    )
 
 
-def pigdm(
-    model_or_field,
-    operator: LinearOperator,
-    y: torch.Tensor,
-    *,
-    scale: float = 1.0,
-    sampler: str = "ddim",
-    steps: int = 100,
-    cond=None,
-    generator: torch.Generator | None = None,
-    **options: Any,
-) -> SampleOutput:
-    """Pseudoinverse-guided sampling (Song et al. 2023); ``scale`` multiplies the guidance;
-    other arguments as :func:`dps`."""
-
-    def make(field, op, y):
-        return PiGDMField(field, op, y, scale)
-
-    return _solve(make, model_or_field, operator, y, sampler, steps, cond, generator, options)
+def pigdm(model_or_field, operator: LinearOperator, y, *, scale: float = 1.0, **options):
+    """Pseudoinverse-guided sampling (Song et al. 2023), guidance multiplied by ``scale``;
+    other arguments and the output as :func:`dps`."""
+    return _solve(
+        lambda f, op, obs: PiGDMField(f, op, obs, scale), model_or_field, operator, y, **options
+    )
 
 
-def ddnm(
-    model_or_field,
-    operator: LinearOperator,
-    y: torch.Tensor,
-    *,
-    sampler: str = "ddim",
-    steps: int = 100,
-    cond=None,
-    generator: torch.Generator | None = None,
-    **options: Any,
-) -> SampleOutput:
-    """DDNM (noiseless ``y``) / DDNM+ (``sigma_y > 0``) of Wang et al. 2023; arguments as
-    :func:`dps`.
+def ddnm(model_or_field, operator: LinearOperator, y, **options):
+    """DDNM (noiseless ``y``) / DDNM+ (``sigma_y > 0``) of Wang et al. 2023; arguments and
+    output as :func:`dps`.
 
     With ``sigma_y = 0`` the final sample satisfies ``A x = y`` up to round-off: the last
     step returns the corrected ``x0_hat`` at ``sigma = 0``.
     """
-    return _solve(DDNMField, model_or_field, operator, y, sampler, steps, cond, generator, options)
+    return _solve(DDNMField, model_or_field, operator, y, **options)
 
 
 SOLVERS = {"dps": dps, "pigdm": pigdm, "ddnm": ddnm}

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from probpath.core.broadcast import append_dims
-from probpath.core.model import Model
+from probpath.core.model import Model, check_labels
 from probpath.core.validation import (
     check_choice,
     check_event_shape,
@@ -162,28 +162,9 @@ class PathModel(Model):
 
     def _cond(self, cond, n: int):
         """Validate labels ``(n,)`` in ``0..num_classes`` (``num_classes`` = no label)."""
-        if cond is None:
-            return None
-        if not self.num_classes:
-            raise ValueError(
-                f"{type(self).__name__} was built without labels (num_classes=0), so it cannot "
-                "use cond; pass cond=None, or build it with num_classes=K and train it on "
-                "labelled data"
-            )
-        cond = torch.as_tensor(cond, device=self.device)
-        if cond.ndim == 0:
-            cond = cond.expand(n)
-        if cond.shape != (n,) or cond.is_floating_point() or cond.dtype == torch.bool:
-            raise ValueError(
-                f"cond must be integer labels of shape ({n},) (one per sample) or one label; "
-                f"got {cond.dtype} of shape {tuple(cond.shape)}"
-            )
-        if n and (int(cond.min()) < 0 or int(cond.max()) > self.num_classes):
-            raise ValueError(
-                f"cond labels must lie in 0..{self.num_classes - 1} (or {self.num_classes} for "
-                f"'no label'); got {int(cond.min())}..{int(cond.max())}"
-            )
-        return cond.long()
+        return check_labels(
+            cond, n, self.num_classes, type(self).__name__, null=True, device=self.device
+        )
 
     def _train_cond(self, cond, n: int):
         """Training labels: :meth:`_cond`, then label dropout to the null class (``p_uncond``)."""
