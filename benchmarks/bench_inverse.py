@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from pathlib import Path
 
 import torch
 
@@ -97,10 +98,11 @@ def psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
     return float((10 * torch.log10(1.0 / mse)).mean())
 
 
-def run_digits(train_steps: int, n_test: int, steps: int, seed: int) -> None:
+def run_digits(train_steps: int, n_test: int, steps: int, seed: int, figures=None) -> None:
     from probpath.catalog import build_model
     from probpath.data import Dataset, load_dataset
     from probpath.metrics import feature_frechet_distance, fit_feature_extractor, quantize
+    from probpath.plotting import samples_figure
     from probpath.training import TrainConfig, Trainer
 
     grid = (17, (0.0, 16.0))
@@ -138,10 +140,14 @@ def run_digits(train_steps: int, n_test: int, steps: int, seed: int) -> None:
             gen = torch.Generator().manual_seed(seed)
             out = fn(model, op, y, steps=steps, generator=gen, clip_x0=(-1.0, 1.0))
             rows[solver] = (out.x, out.nfe, time.perf_counter() - t0)
+        shown = {}
         for method, (x, nfe, sec) in rows.items():
             pix = quantize(((x.detach().float() + 1.0) * 8.0).reshape(truth.shape), *grid)
+            shown[method] = pix[:32]
             fd = feature_frechet_distance(pix, truth, extractor)
             print(f"| {name} | {method} | {nfe} | {psnr(pix, truth):.2f} | {fd:.2f} | {sec:.1f} |")
+        if figures is not None:  # the true digits, then each method's restorations of them
+            samples_figure(shown, truth[:32], figures / f"inverse_digits_{task}.png")
 
 
 def main() -> None:
@@ -152,13 +158,19 @@ def main() -> None:
     p.add_argument("--train-steps", type=int, default=4000, help="digits DDPM training steps")
     p.add_argument("--n-test", type=int, default=300, help="digits restored per task")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--figures",
+        default=str(Path(__file__).parent / "figures"),
+        help="folder for the restoration figures ('' for none)",
+    )
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     if args.part in ("oracle", "both"):
         run_oracle(args.n, args.steps, args.seed)
     if args.part in ("digits", "both"):
-        run_digits(args.train_steps, args.n_test, args.steps, args.seed)
+        figures = Path(args.figures) if args.figures else None
+        run_digits(args.train_steps, args.n_test, args.steps, args.seed, figures)
 
 
 if __name__ == "__main__":

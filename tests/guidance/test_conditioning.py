@@ -190,3 +190,11 @@ def test_conditional_vae_learns_the_mode():
         model.sample(2, cond=torch.tensor([0, 8]))
     with pytest.raises(ValueError, match="num_classes=0"):
         VAE((2,), latent_dim=2, hidden=(8,)).loss(torch.zeros(2, 2), torch.tensor([0, 1]))
+
+
+@pytest.mark.parametrize("name", ["realnvp", "maf", "planar-flow", "gan", "vae", "ddpm"])
+def test_unconditional_models_refuse_labels(name):
+    model = build_model(name, (2,), None, test=True)
+    labels = torch.tensor([0, 1])
+    with pytest.raises(ValueError, match="num_classes=0"):
+        model.sample(2, cond=labels)

@@ -16,7 +16,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from probpath.core.model import Capabilities, Model
+from probpath.core.model import Capabilities, Model, check_labels
 from probpath.core.validation import check_event_shape, check_positive_int, check_tensor
 
 __all__ = ["Transform", "FlowModel", "standard_normal_log_prob"]
@@ -87,12 +87,13 @@ class FlowModel(Model):
 
     def log_prob(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """Exact ``log p(x)`` (Eq. 51), shape ``(batch,)``."""
+        check_labels(cond, len(x), 0, type(self).__name__)  # unconditional: refuse labels
         z, logdet = self.inverse(self._check(x))
         return standard_normal_log_prob(z) + logdet
 
     def loss(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """Negative log-likelihood per sample (maximum likelihood, survey §1), ``(batch,)``."""
-        return -self.log_prob(x)
+        return -self.log_prob(x, cond)
 
     def sample(
         self,
@@ -103,6 +104,7 @@ class FlowModel(Model):
     ) -> torch.Tensor:
         """Draw ``n`` samples ``(n, *event_shape)``: ``z ~ N(0, I)`` through the transforms."""
         n = check_positive_int(n, "n")
+        check_labels(cond, n, 0, type(self).__name__)
         z = torch.randn(n, self.dim, generator=generator, dtype=self._dtype())
         z = z.to(self.device)
         for t in self.transforms:
