@@ -100,7 +100,9 @@ def run_exact(dim: int, seed: int, weights) -> None:
         print(f"| {t:.2f} | " + " | ".join(row) + " |")
 
 
-def run_digits(train_steps: int, weights, n_per_class: int, seed: int, figure: Path) -> None:
+def run_digits(
+    train_steps: int, weights, n_per_class: int, seed: int, figure: Path, name: str = "ddpm"
+) -> None:
     from probpath.catalog import build_model
     from probpath.data import Dataset, load_dataset
     from probpath.metrics import feature_frechet_distance, fit_feature_extractor, quantize
@@ -114,14 +116,14 @@ def run_digits(train_steps: int, weights, n_per_class: int, seed: int, figure: P
     with torch.no_grad():
         test_acc = float((extractor(test_flat).argmax(1) == test.y).float().mean())
     torch.manual_seed(seed)
-    model = build_model("ddpm", (64,), 10)
+    model = build_model(name, (64,), 10)
     cfg = TrainConfig(steps=train_steps, batch_size=256, seed=seed, progress="off")
     t0 = time.perf_counter()
     ds = Dataset(flat / 8.0 - 1.0, y=train.y, name="digits", num_classes=10)
     res = Trainer(cfg).fit(model, ds)
     model = (res.ema_model or res.model).eval()
     print(
-        f"\n## Class-conditional digits (DDPM, {res.steps} steps in "
+        f"\n## Class-conditional digits ({name}, {res.steps} steps in "
         f"{time.perf_counter() - t0:.0f} s; classifier accuracy on held-out digits "
         f"{test_acc:.3f}; {n_per_class} samples per class; seed {seed})\n"
     )
@@ -172,6 +174,7 @@ def main() -> None:
     p.add_argument("--train-steps", type=int, default=4000)
     p.add_argument("--n-per-class", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", default="ddpm", help="a path model of the catalog (ddpm, cfm, ...)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument(
         "--figure", default=str(Path(__file__).parent / "figures" / "guidance_digits.png")
@@ -182,7 +185,9 @@ def main() -> None:
     if args.part in ("exact", "both"):
         run_exact(args.dim, args.seed, weights)
     if args.part in ("digits", "both"):
-        run_digits(args.train_steps, weights, args.n_per_class, args.seed, Path(args.figure))
+        run_digits(
+            args.train_steps, weights, args.n_per_class, args.seed, Path(args.figure), args.model
+        )
 
 
 if __name__ == "__main__":

@@ -198,3 +198,25 @@ def test_unconditional_models_refuse_labels(name):
     labels = torch.tensor([0, 1])
     with pytest.raises(ValueError, match="num_classes=0"):
         model.sample(2, cond=labels)
+
+
+@pytest.mark.parametrize("name", ["realnvp", "maf"])
+def test_conditional_flow_learns_the_mode(name):
+    """RealNVP / MAF with the one-hot label as context on 8gaussians: >= 95 % of ``cond=c``
+    samples nearest mode c (nearest-centre classifier, ~0.2 % error on exact samples; 99 % on
+    the tuning seed 0 with 300 steps, checked on seed 1 with 200)."""
+    from probpath.likelihood.flows import MAF, RealNVP
+
+    ds, centres = _eight_gaussians(seed=1)
+    torch.manual_seed(1)
+    model = {"realnvp": RealNVP, "maf": MAF}[name]((2,), hidden=(64, 64), num_classes=8)
+    assert is_conditional(model)
+    cfg = TrainConfig(steps=200, batch_size=256, lr=3e-3, seed=1, progress="off")
+    model = Trainer(cfg).fit(model, ds).model.eval()
+    cond = torch.arange(800) % 8
+    with torch.no_grad():
+        x = model.sample(800, cond=cond, generator=torch.Generator().manual_seed(2))
+        assert model.log_prob(x[:4], cond[:4]).shape == (4,)
+    assert float((torch.cdist(x, centres).argmin(1) == cond).float().mean()) >= 0.95
+    with pytest.raises(ValueError, match="cond=labels"):
+        model.sample(2)
