@@ -257,3 +257,38 @@ def test_fit_classifier_learns_the_class_posterior():
         return float((exact.exp() * (exact - q)).sum(1).mean())
 
     assert kl(learned) < 0.5 * kl(prior)
+
+
+def test_path_model_classifier_guidance_option():
+    # An unconditional path model whose network is the exact unconditional oracle (eps): with
+    # the exact class posterior as classifier, its guided prediction is the exact conditional
+    # one (Bayes), so the sampler's output equals sampling the conditional oracle directly
+    # (same noise; 8 float64 steps on O(1) values: round-off ~1e-13, atol 1e-9).
+    from torch import nn
+
+    from probpath.sampling.path_model import PathModel
+
+    oracle = _oracle()
+
+    class Net(nn.Module):
+        num_classes = 0
+
+        def __init__(self):
+            super().__init__()
+            self.dummy = nn.Parameter(torch.zeros((), dtype=DT))
+
+        def forward(self, x, t, cond=None):
+            return oracle.predict(x, t, as_="eps") + 0 * self.dummy
+
+    model = PathModel((2,), oracle.path, "eps", Net(), sampler="dpmpp_2m", steps=8).double()
+    cond = torch.arange(6) % 3
+    opts = {"classifier": oracle.class_log_posterior}
+    gen = torch.Generator().manual_seed(0)
+    x = model.sample(6, cond=cond, generator=gen, guidance_options=opts)
+    gen = torch.Generator().manual_seed(0)
+    want = sample_path(
+        oracle, (6, 2), sampler="dpmpp_2m", steps=8, cond=cond, generator=gen, dtype=DT
+    ).x
+    assert torch.allclose(x, want, atol=1e-9, rtol=0)
+    with pytest.raises(ValueError, match="not both"):
+        model.sample(2, cond=cond[:2], guidance=1.0, guidance_options=opts)

@@ -34,7 +34,7 @@ from probpath.core.validation import (
 from probpath.paths.affine import AffinePath
 from probpath.paths.field import PathField
 from probpath.paths.parameterization import Prediction
-from probpath.sampling.guidance import ClassifierFreeGuidance, format_nfe
+from probpath.sampling.guidance import ClassifierFreeGuidance, ClassifierGuidance, format_nfe
 from probpath.sampling.likelihood import ode_log_prob
 from probpath.sampling.samplers import SAMPLERS, sample_path
 
@@ -174,13 +174,28 @@ class PathModel(Model):
         drop = torch.rand(n, device=cond.device) < self.p_uncond
         return torch.where(drop, torch.full_like(cond, self.num_classes), cond)
 
-    def guided_field(self, cond, guidance: float | None = None, **options: Any):
-        """The field sampled under ``cond`` with classifier-free guidance weight ``guidance``.
+    def guided_field(
+        self,
+        cond,
+        guidance: float | None = None,
+        classifier=None,
+        classifier_scale: float = 1.0,
+        **options: Any,
+    ):
+        """The field sampled under ``cond``.
 
-        ``None`` or ``0``: the conditional field itself; otherwise
-        :class:`~probpath.sampling.guidance.ClassifierFreeGuidance` (``options``:
-        ``interval``, ``rescale``).
+        ``guidance`` ``w`` (``None`` / 0: none): classifier-free guidance
+        (:class:`~probpath.sampling.guidance.ClassifierFreeGuidance`, ``options``:
+        ``interval``, ``rescale``). ``classifier(x_t, t) -> logits``: classifier guidance
+        (:class:`~probpath.sampling.guidance.ClassifierGuidance`) of the unconditional field
+        (the null label for a conditional network) with scale ``classifier_scale``.
         """
+        if classifier is not None:
+            if guidance:
+                raise ValueError("pass either guidance (classifier-free) or classifier, not both")
+            if cond is None:
+                raise ValueError("classifier guidance needs labels: pass cond=labels")
+            return ClassifierGuidance(self.field, classifier, classifier_scale)
         if guidance is None or (guidance == 0 and not options):
             return self.field
         if cond is None:
@@ -208,7 +223,10 @@ class PathModel(Model):
             guidance: classifier-free guidance weight ``w``:
                 ``(1 + w) f(x, t, c) - w f(x, t, null)``, two network passes per evaluation.
             guidance_options: ``interval`` / ``rescale`` of
-                :class:`~probpath.sampling.guidance.ClassifierFreeGuidance`.
+                :class:`~probpath.sampling.guidance.ClassifierFreeGuidance`, or
+                ``classifier`` (``(x_t, t) -> logits``, e.g.
+                :func:`~probpath.sampling.guidance.fit_classifier`'s) and
+                ``classifier_scale`` for classifier guidance of the labels ``cond``.
             generator: for the prior draw and the sampler's noise (reproducible samples).
             sampler: a key of :data:`~probpath.sampling.samplers.SAMPLERS` (default: the
                 model's); e.g. ``"dpmpp_2m"``, ``"heun"``, ``"ancestral"``, ``"pc"``.
@@ -222,8 +240,14 @@ class PathModel(Model):
         if sampler is None:
             opts.update(self.sampler_options)
         opts.update(options)
-        cond = self._cond(cond, n)
-        field = self.guided_field(cond, guidance, **(guidance_options or {}))
+        opts_g = dict(guidance_options or {})
+        classifier = opts_g.get("classifier")
+        if classifier is None:
+            cond = self._cond(cond, n)
+        else:  # the labels are the classifier's own, 0..K-1
+            k = int(getattr(classifier, "num_classes", 0) or 0)
+            cond = check_labels(cond, n, k or 2**62, "the classifier", device=self.device)
+        field = self.guided_field(cond, guidance, **opts_g)
         out = sample_path(
             field,
             (n, *self.event_shape),
