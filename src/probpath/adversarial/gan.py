@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from probpath.core.broadcast import append_dims
-from probpath.core.model import Capabilities, Model, OptimizerGroup
+from probpath.core.model import Capabilities, Model, OptimizerGroup, check_labels
 from probpath.core.validation import (
     check_choice,
     check_event_shape,
@@ -245,8 +245,8 @@ class GAN(Model):
         return x.to(device=self.device, dtype=self._dtype())
 
     def _check_cond(self, cond, n: int) -> torch.Tensor | None:
-        if not self.num_classes:
-            return None
+        if not self.num_classes:  # unconditional: labels are refused, not ignored
+            return check_labels(cond, n, 0, type(self).__name__)
         if cond is None:
             raise ValueError(f"{type(self).__name__} needs class labels: pass cond of shape (n,)")
         cond = torch.as_tensor(cond, device=self.device).long().reshape(-1)

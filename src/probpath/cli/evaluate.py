@@ -87,7 +87,9 @@ def evaluate(
             if why is not None:
                 raise BadInput(f"model {entry.name!r} {why}")
             space = DataSpace.for_entry(test, entry.data)
-        if loaded.capabilities.conditional and test.y is None:
+        from probpath.core.model import is_conditional
+
+        if is_conditional(loaded) and test.y is None:
             raise BadInput("this conditional model needs labelled data")
         return chosen, loaded, record, test, space
 

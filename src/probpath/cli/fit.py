@@ -50,6 +50,13 @@ def fit(
         typer.Option("--set", help="Model option key=value (JSON value); repeatable."),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
+    conditional: Annotated[
+        bool,
+        typer.Option(
+            help="Path models: learn p(x | label) from the data's labels (num_classes = the "
+            "data's classes, label dropout p_uncond for classifier-free guidance)."
+        ),
+    ] = False,
     resume: Annotated[
         Path | None,
         typer.Option(
@@ -83,6 +90,8 @@ def fit(
       probpath fit realnvp --data digits --steps 2000 --set hidden=[128,128]
 
       probpath fit ddpm --data moons --steps 20000 --resume runs/ddpm-moons
+
+      probpath fit cfm --data gmm --conditional --steps 2000 --out runs/cfm-gmm
 
       torchrun --nproc_per_node=2 -m probpath fit cfm --data moons --steps 5000
     """
@@ -122,6 +131,12 @@ def fit(
     why = unfit_reason(entry, dataset)
     if why is not None:
         raise BadInput(f"model {entry.name!r} {why}; pick another model or data set")
+    if conditional and not (caps.accepts_labels and dataset.num_classes > 0):
+        raise BadInput(
+            "--conditional needs a model that takes labels (ddpm, cfm, vae, ...) and labelled "
+            f"data; {entry.name!r} on {data!r} has "
+            f"{'labels' if dataset.num_classes else 'no labels'}"
+        )
     train = dataset
     if holdout > 0:
         train, _ = dataset.split(holdout, seed=seed)
@@ -131,7 +146,7 @@ def fit(
             lambda: build_model(
                 entry,
                 space.model_event_shape,
-                dataset.num_classes if caps.conditional else None,
+                dataset.num_classes if caps.conditional or conditional else None,
                 quick=quick,
                 **kwargs,
             ),

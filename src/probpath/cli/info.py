@@ -46,6 +46,8 @@ def live_text() -> str:
     for e in entries:
         caps = e.cls.capabilities
         flag = "" if e.in_compare else " [not in compare]"
+        if caps.conditional or caps.accepts_labels:  # needs / takes labels (fit --conditional)
+            flag += " [conditional]" if caps.conditional else " [labels: --conditional]"
         out.write(
             f"  {e.name:<18} {caps.route:<12} {caps.section:<8} {caps.likelihood_kind:<10} "
             f"{e.data:<7} {e.summary}{flag}\n"
@@ -54,6 +56,12 @@ def live_text() -> str:
     out.write(_schedules_text())
     out.write("\nSamplers (probpath sample RUN --sampler NAME --steps K):\n")
     out.write(_samplers_text())
+    out.write(
+        "\nGuidance (conditional path models): probpath sample RUN --class C --guidance W "
+        "(classifier-free, (1 + w) f(x, t, c) - w f(x, t, null); NFE N×2)\n"
+        "Restoration (path models): probpath restore RUN --task inpaint|superres|deblur|denoise "
+        "--method ddnm|pigdm|dps\n"
+    )
     out.write("\nData sets (--data NAME, or a path to .npy/.npz/.csv/IDX/image folder):\n")
     out.write(_datasets_text())
     return out.getvalue().rstrip("\n")

@@ -1,4 +1,4 @@
-"""The ``probpath`` command: ``info``, ``fit``, ``sample``, ``evaluate`` and ``compare``.
+"""The ``probpath`` command: ``info``, ``fit``, ``sample``, ``evaluate``, ``restore``, ``compare``.
 
 One module per command (:mod:`probpath.cli.fit`, ...), the shared option checks in
 :mod:`probpath.cli.options`, and one error boundary in :mod:`probpath.cli.errors`: bad input
@@ -12,7 +12,14 @@ from __future__ import annotations
 
 import sys
 
-from probpath.cli import compare, evaluate, fit, info, sample  # noqa: F401 - registers commands
+from probpath.cli import (  # noqa: F401 - each module registers its command
+    compare,
+    evaluate,
+    fit,
+    info,
+    restore,
+    sample,
+)
 from probpath.cli.app import app
 
 __all__ = ["app", "main"]

@@ -30,7 +30,14 @@ def sample(
         str, typer.Option(help="auto (EMA when fit used it), ema or model.")
     ] = "auto",
     label: Annotated[
-        int | None, typer.Option(help="Class label for conditional models (default: random).")
+        int | None,
+        typer.Option(
+            "--class", "--label", help="Class label for conditional models (default: random)."
+        ),
+    ] = None,
+    guidance: Annotated[
+        float | None,
+        typer.Option(help="Classifier-free guidance weight w (conditional path models)."),
     ] = None,
     trajectories: Annotated[
         bool,
@@ -98,8 +105,12 @@ def sample(
             if sampler not in SAMPLERS:
                 names = ", ".join(SAMPLERS)
                 raise BadInput(f"--sampler {sampler!r} is unknown; choose from {names}")
+        from probpath.core.model import is_conditional
+
         cond = None
-        if loaded.capabilities.conditional:
+        if guidance is not None and not (is_conditional(loaded) and hasattr(loaded, "field")):
+            raise BadInput("--guidance needs a conditional path model (fit --conditional)")
+        if is_conditional(loaded):
             classes = record.num_classes if record is not None else 0
             if label is not None and classes and not 0 <= label < classes:
                 raise BadInput(f"--label must be in [0, {classes - 1}], got {label}")
@@ -147,6 +158,8 @@ def sample(
         from probpath.compare import draw_samples
 
         extra = {"callback": keep} if trajectories else {}
+        if guidance is not None:
+            extra["guidance"] = guidance
         if clip is not None:
             extra["clip_x0"] = clip
         try:

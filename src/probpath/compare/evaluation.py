@@ -11,6 +11,7 @@ import torch
 
 from probpath.compare.fitting import draw_samples, model_device_dtype
 from probpath.compare.space import DataSpace, dequantize_held_out
+from probpath.core.model import is_conditional
 from probpath.data.dataset import Dataset
 from probpath.metrics import median_bandwidth
 
@@ -153,7 +154,7 @@ def evaluate_model(
     n = len(test) if n is None else min(int(n), len(test))
     x = dequantize_held_out(test.x[:n].double(), space, seed)
     y = None if test.y is None else test.y[:n]
-    conditional = model.capabilities.conditional
+    conditional = is_conditional(model)
     result: dict[str, Any] = {"n": n}
     if "nll" in metrics:
         result["nll"] = asdict(nll_of(model, x, space, cond=y if conditional else None))

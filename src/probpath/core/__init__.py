@@ -8,6 +8,7 @@ from probpath.core.model import (
     GenerativeModel,
     Model,
     OptimizerGroup,
+    is_conditional,
 )
 from probpath.core.serialization import CheckpointError
 
@@ -21,4 +22,5 @@ __all__ = [
     "OptimizerGroup",
     "append_dims",
     "expand_t",
+    "is_conditional",
 ]

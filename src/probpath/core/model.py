@@ -47,6 +47,8 @@ __all__ = [
     "draw",
     "OptimizerGroup",
     "FORMAT_VERSION",
+    "is_conditional",
+    "check_labels",
 ]
 
 FORMAT_VERSION = 1
@@ -64,7 +66,11 @@ class Capabilities:
         log_prob_bound: ``log_prob`` is a lower bound (ELBO / IWAE) — documented as such.
         has_score: the model exposes ``score(x)`` (or a score at every noise level).
         one_step: sampling takes a single network evaluation.
-        conditional: ``loss`` / ``sample`` accept class labels ``cond``.
+        conditional: always conditional: ``loss`` / ``sample`` take class labels ``cond`` and
+            training needs a labelled data set (the conditional GAN).
+        accepts_labels: built with ``num_classes > 0`` the model learns ``p(x | c)`` (a label
+            embedding with a "no label" index for classifier-free guidance); with
+            ``num_classes = 0`` it is unconditional. :func:`is_conditional` reads both.
         estimator: fitted with ``fit(x)`` (scikit-learn style) instead of the Trainer.
     """
 
@@ -75,6 +81,7 @@ class Capabilities:
     has_score: bool = False
     one_step: bool = False
     conditional: bool = False
+    accepts_labels: bool = False
     estimator: bool = False
 
     @property
@@ -83,6 +90,55 @@ class Capabilities:
         if self.exact_log_prob:
             return "exact"
         return "bound" if self.log_prob_bound else "none"
+
+
+def is_conditional(model: Any) -> bool:
+    """Whether this model *instance* learns ``p(x | c)``: labels reach ``loss`` and ``sample``.
+
+    True for always-conditional families (``capabilities.conditional``) and for families that
+    accept labels (``capabilities.accepts_labels``) built with ``num_classes > 0``. The Trainer,
+    ``compare`` and the CLI pass ``Dataset.y`` exactly when this is true.
+    """
+    caps = getattr(model, "capabilities", None)
+    if caps is None:
+        return False
+    if caps.conditional:
+        return True
+    return bool(caps.accepts_labels) and int(getattr(model, "num_classes", 0) or 0) > 0
+
+
+def check_labels(
+    cond: Any, n: int, num_classes: int, owner: str, *, null: bool = False, device=None
+) -> torch.Tensor | None:
+    """Validate class labels for a model with ``num_classes`` labels: ``(n,)`` integers (or
+    one label for all) in ``0..num_classes - 1`` (``num_classes`` itself too when ``null``:
+    the "no label" index). Returns a long tensor on ``device`` (``None`` passes through).
+
+    Raises ``ValueError`` naming the fix, e.g. for labels given to an unconditional model.
+    """
+    if cond is None:
+        return None
+    if not num_classes:
+        raise ValueError(
+            f"{owner} was built without labels (num_classes=0), so it cannot use cond; pass "
+            "cond=None, or build it with num_classes=K and train it on labelled data"
+        )
+    cond = torch.as_tensor(cond, device=device)
+    if cond.ndim == 0:
+        cond = cond.expand(n)
+    if cond.shape != (n,) or cond.is_floating_point() or cond.dtype == torch.bool:
+        raise ValueError(
+            f"cond must be integer labels of shape ({n},) (one per sample) or one label; "
+            f"got {cond.dtype} of shape {tuple(cond.shape)}"
+        )
+    top = num_classes if null else num_classes - 1
+    if n and (int(cond.min()) < 0 or int(cond.max()) > top):
+        extra = f" (or {num_classes} for 'no label')" if null else ""
+        raise ValueError(
+            f"cond labels must lie in 0..{num_classes - 1}{extra}; got "
+            f"{int(cond.min())}..{int(cond.max())}"
+        )
+    return cond.long()
 
 
 @runtime_checkable

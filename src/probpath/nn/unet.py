@@ -14,7 +14,9 @@ __all__ = ["UNet"]
 
 
 def _norm(channels: int) -> nn.GroupNorm:
-    groups = next(g for g in (8, 4, 2, 1) if channels % g == 0)
+    # at least two channels per group: a group of one channel would normalise away the
+    # per-channel shift by which the time and label embeddings enter each block
+    groups = next(g for g in (8, 4, 2, 1) if channels % g == 0 and (channels // g >= 2 or g == 1))
     return nn.GroupNorm(groups, channels)
 
 

@@ -26,7 +26,11 @@ from probpath.paths.affine import AffinePath
 from probpath.paths.field import Field
 from probpath.paths.parameterization import Prediction
 
-__all__ = ["GaussianMixtureOracle"]
+__all__ = ["GaussianMixtureOracle", "ClassConditionalOracle", "MixturePosterior"]
+
+
+def _masked(logp: torch.Tensor, mask) -> torch.Tensor:
+    return logp if mask is None else logp.masked_fill(~mask, float("-inf"))
 
 
 class GaussianMixtureOracle(Field):
@@ -100,18 +104,25 @@ class GaussianMixtureOracle(Field):
         return flat, v
 
     # -- public ---------------------------------------------------------------------------
-    def log_prob_at(self, x: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor):
-        """``log p(x)`` of ``alpha x0 + sigma eps``; ``x`` ``(B, d)``, ``alpha, sigma`` ``(B,)``."""
-        logp, *_ = self._stats(x, alpha, sigma)
-        return torch.logsumexp(logp, dim=1)
+    def log_prob_at(
+        self, x: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor, mask=None
+    ) -> torch.Tensor:
+        """``log p(x)`` of ``alpha x0 + sigma eps``; ``x`` ``(B, d)``, ``alpha, sigma`` ``(B,)``.
 
-    def x0_eps_at(self, x: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor):
+        ``mask`` ``(B, K)`` bool keeps only those components (unnormalised: the log of the
+        kept mixture mass times its density).
+        """
+        logp, *_ = self._stats(x, alpha, sigma)
+        return torch.logsumexp(_masked(logp, mask), dim=1)
+
+    def x0_eps_at(self, x: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor, mask=None):
         """``(E[x0 | x], E[eps | x])`` for ``x`` ``(B, d)`` given ``alpha, sigma`` ``(B,)``.
 
         ``E[eps | x] = -sigma * score``; both are finite wherever ``alpha`` or ``sigma`` is 0.
+        ``mask`` ``(B, K)`` bool: the mixture of the kept components only (renormalised).
         """
         logp, z, var, s, u = self._stats(x, alpha, sigma)
-        r = torch.softmax(logp, dim=1)[..., None]  # (B, K, 1)
+        r = torch.softmax(_masked(logp, mask), dim=1)[..., None]  # (B, K, 1)
         a = alpha[:, None, None]
         _, mu, _, _ = self._params(x)
         x0_k = mu[None] + torch.einsum("kde,bke->bkd", u, a * s[None] / var * z)
@@ -169,3 +180,145 @@ class GaussianMixtureOracle(Field):
         cov0 = second - mean[:, None] * mean[None, :]
         eye = torch.eye(self.dim, dtype=torch.float64)
         return v.alpha * mean, v.alpha**2 * cov0 + v.sigma**2 * eye
+
+    def posterior(self, A, y, sigma_y: float) -> MixturePosterior:
+        """The exact posterior of ``x0`` given ``y = A x0 + sigma_y n``, ``n ~ N(0, I)``.
+
+        For a Gaussian-mixture prior it is again a Gaussian mixture (Bishop 2006, Eq.
+        2.113-2.117, per component): with ``G_k = A S_k A^T + sigma_y^2 I`` and
+        ``K_k = S_k A^T G_k^{-1}``,
+
+            w'_k ∝ w_k N(y; A mu_k, G_k),  m_k = mu_k + K_k (y - A mu_k),
+            P_k = S_k - K_k A S_k.
+
+        Args:
+            A: the measurement matrix ``(m, d)`` (float64; an operator's ``matrix()``).
+            y: one observation ``(m,)``.
+            sigma_y: the observation noise level (0: noiseless; then ``A`` needs full row rank
+                and each ``P_k`` is singular along the rows of ``A``).
+        """
+        a = as_tensor(A, "A", dtype=torch.float64)
+        y = as_tensor(y, "y", dtype=torch.float64).reshape(-1)
+        if a.ndim != 2 or a.shape[1] != self.dim or y.shape != (a.shape[0],):
+            raise ValueError(
+                f"A must be (m, {self.dim}) and y (m,); got {tuple(a.shape)} and {tuple(y.shape)}"
+            )
+        if sigma_y < 0:
+            raise ValueError(f"sigma_y must be >= 0, got {sigma_y}")
+        m = a.shape[0]
+        sa = self.covs @ a.T  # (K, d, m)
+        gram = a @ sa + sigma_y**2 * torch.eye(m, dtype=torch.float64)  # (K, m, m)
+        chol = torch.linalg.cholesky(gram)
+        resid = y[None] - self.means @ a.T  # (K, m)
+        sol = torch.cholesky_solve(resid[..., None], chol)[..., 0]  # G^{-1} (y - A mu)
+        means = self.means + (sa @ sol[..., None])[..., 0]
+        gain_t = torch.cholesky_solve(sa.transpose(1, 2), chol)  # G^{-1} A S  (K, m, d)
+        covs = self.covs - sa @ gain_t
+        covs = 0.5 * (covs + covs.transpose(1, 2))
+        logdet = 2.0 * torch.log(torch.diagonal(chol, dim1=1, dim2=2)).sum(-1)
+        log_ev = -0.5 * ((resid * sol).sum(-1) + logdet + m * math.log(2 * math.pi))
+        weights = torch.softmax(torch.log(self.weights) + log_ev, dim=0)
+        return MixturePosterior(weights, means, covs)
+
+
+class MixturePosterior:
+    """A Gaussian mixture ``sum_k w_k N(m_k, P_k)`` with possibly singular ``P_k`` (float64):
+    the exact posterior of :meth:`GaussianMixtureOracle.posterior`.
+
+    Attributes:
+        weights ``(K,)``, means ``(K, d)``, covs ``(K, d, d)``.
+    """
+
+    def __init__(self, weights: torch.Tensor, means: torch.Tensor, covs: torch.Tensor):
+        self.weights, self.means, self.covs = weights, means, covs
+        s, u = torch.linalg.eigh(covs)
+        # eigenvalues at round-off level (the directions a noiseless y pins down) are zero
+        s = torch.where(s > 1e-12 * s.abs().amax(-1, keepdim=True), s, torch.zeros_like(s))
+        self._root = u * s.sqrt()[:, None, :]  # (K, d, d): root @ root^T = P
+
+    def mean(self) -> torch.Tensor:
+        """The posterior mean ``sum_k w_k m_k`` ``(d,)``."""
+        return self.weights @ self.means
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` exact draws ``(n, d)`` (float64)."""
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        z = torch.randn(n, self.means.shape[1], generator=generator, dtype=torch.float64)
+        return self.means[k] + torch.einsum("nde,ne->nd", self._root[k], z)
+
+
+class ClassConditionalOracle(GaussianMixtureOracle):
+    """A Gaussian mixture whose components are grouped into classes: exact ``p_t(x | c)``.
+
+    Class ``c`` is the mixture of its components with weights renormalised within the class,
+    ``p(x | c) = sum_{k in c} w_k N(mu_k, S_k) / sum_{k in c} w_k``, and ``p(c) = sum_{k in c}
+    w_k``. Labels ``cond`` ``(batch,)`` select the class per sample; the label ``num_classes``
+    means "no label" (the whole mixture), the convention of probpath's label embeddings.
+
+    Args:
+        weights, means, covs, path: as :class:`GaussianMixtureOracle`.
+        classes: ``(K,)`` the class ``0..C-1`` of each component (every class non-empty).
+    """
+
+    def __init__(self, weights, means, covs, classes, path: AffinePath | None = None):
+        super().__init__(weights, means, covs, path)
+        c = torch.as_tensor(classes)
+        if c.shape != self.weights.shape or c.is_floating_point() or int(c.min()) < 0:
+            raise ValueError(f"classes must be {len(self.weights)} non-negative integer labels")
+        self.classes = c.long()
+        self.num_classes = int(c.max()) + 1
+        if len(torch.unique(self.classes)) != self.num_classes:
+            raise ValueError("classes must use every label 0..C-1 (no empty class)")
+
+    def mask(self, cond) -> torch.Tensor | None:
+        """``(B, K)`` bool: the components of each sample's class (all for the null label)."""
+        if cond is None:
+            return None
+        cond = torch.as_tensor(cond).long().reshape(-1, 1)
+        if int(cond.min()) < 0 or int(cond.max()) > self.num_classes:
+            raise ValueError(
+                f"cond labels must lie in 0..{self.num_classes} ({self.num_classes}: no label)"
+            )
+        return (self.classes[None, :].to(cond.device) == cond) | (cond == self.num_classes)
+
+    def log_prob(self, x: torch.Tensor, t=0.0, cond=None) -> torch.Tensor:
+        """Exact ``log p_t(x | c)`` ``(batch,)`` (``cond=None``: ``log p_t(x)``)."""
+        flat, v = self._flat(x, t)
+        out = self.log_prob_at(flat, v.alpha, v.sigma, self.mask(cond))
+        if cond is None:
+            return out
+        prior = self.class_prior().to(out)[torch.as_tensor(cond).long()]
+        return out - torch.log(prior)
+
+    def class_prior(self) -> torch.Tensor:
+        """``p(c)`` ``(C,)``, with ``p(null) = 1`` appended: ``(C + 1,)``."""
+        prior = torch.zeros(self.num_classes, dtype=torch.float64).index_add_(
+            0, self.classes, self.weights
+        )
+        return torch.cat([prior, torch.ones(1, dtype=torch.float64)])
+
+    def class_log_posterior(self, x: torch.Tensor, t) -> torch.Tensor:
+        """Exact ``log p(c | x_t)`` ``(batch, C)`` — the ideal noise-aware classifier."""
+        flat, v = self._flat(x, t)
+        logp, *_ = self._stats(flat, v.alpha, v.sigma)  # (B, K), includes log w_k
+        onehot = self.classes[None, :] == torch.arange(self.num_classes)[:, None]  # (C, K)
+        per_class = torch.logsumexp(
+            logp[:, None, :].masked_fill(~onehot[None].to(logp.device), float("-inf")), dim=-1
+        )
+        return per_class - torch.logsumexp(logp, dim=1, keepdim=True)
+
+    def score(self, x: torch.Tensor, t, cond=None) -> torch.Tensor:
+        """Exact ``grad_x log p_t(x | c)`` shaped like ``x`` (``cond=None``: unconditional)."""
+        flat, v = self._flat(x, t)
+        _, eps_hat = self.x0_eps_at(flat, v.alpha, v.sigma, self.mask(cond))
+        return (-eps_hat / v.sigma[:, None]).reshape(x.shape)
+
+    def x0_eps(self, x, t, cond=None, *, values=None):
+        flat = x.reshape(x.shape[0], -1)
+        if values is None:
+            values = self.path(expand_t(t, flat))
+        alpha, sigma = (expand_t(c, flat) for c in (values.alpha, values.sigma))
+        x0_hat, eps_hat = self.x0_eps_at(flat, alpha, sigma, self.mask(cond))
+        return x0_hat.reshape(x.shape), eps_hat.reshape(x.shape)

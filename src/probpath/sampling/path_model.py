@@ -24,11 +24,17 @@ import torch
 from torch import nn
 
 from probpath.core.broadcast import append_dims
-from probpath.core.model import Model
-from probpath.core.validation import check_choice, check_event_shape, check_tensor
+from probpath.core.model import Model, check_labels
+from probpath.core.validation import (
+    check_choice,
+    check_event_shape,
+    check_probability,
+    check_tensor,
+)
 from probpath.paths.affine import AffinePath
 from probpath.paths.field import PathField
 from probpath.paths.parameterization import Prediction
+from probpath.sampling.guidance import ClassifierFreeGuidance, ClassifierGuidance, format_nfe
 from probpath.sampling.likelihood import ode_log_prob
 from probpath.sampling.samplers import SAMPLERS, sample_path
 
@@ -81,11 +87,24 @@ class PathModel(Model):
             number of fixed RK4 steps (fast, for tests and quick comparisons).
         likelihood_trace: ``"auto"`` (exact divergence up to 16 dimensions, Hutchinson beyond),
             ``"exact"`` or ``"hutchinson"``.
+        p_uncond: label dropout of a class-conditional network (Ho & Salimans 2022): during
+            training each label is replaced by the "no label" index ``num_classes`` with this
+            probability, so one network learns ``p(x | c)`` and ``p(x)`` for
+            classifier-free guidance.
+
+    A network with ``num_classes > 0`` (its attribute) makes the model class-conditional:
+    ``loss(x, cond=y)`` trains ``p(x | y)`` and ``sample(n, cond=c, guidance=w)`` draws from it,
+    with classifier-free guidance of weight ``w``
+    (:class:`~probpath.sampling.guidance.ClassifierFreeGuidance`).
 
     Attributes:
         sampling_nfe: network evaluations per sample of the last :meth:`sample` call (``None``
             before the first call); ``compare`` reports it as the NFE column.
         likelihood_nfe: network evaluations of the last :meth:`log_prob` call.
+        sampling_nfe_text: ``sampling_nfe`` as the survey prints it: ``"N×2"`` for guided
+            sampling (``N`` steps of two network passes each), else ``"N"``.
+        num_classes: labels of a class-conditional network (0: unconditional); the label
+            ``num_classes`` is the "no label" (null) class.
     """
 
     likelihood_t0: ClassVar[float | None] = None  # None: the path's t_min
@@ -102,6 +121,7 @@ class PathModel(Model):
         sampler_options: dict[str, Any] | None = None,
         likelihood_steps: int | None = None,
         likelihood_trace: str = "auto",
+        p_uncond: float = 0.1,
     ):
         super().__init__()
         # a non-persistent scalar that follows .to(): O(1) device / dtype lookups on the hot
@@ -120,7 +140,10 @@ class PathModel(Model):
         self.likelihood_steps = likelihood_steps
         self.likelihood_trace = likelihood_trace
         self.sampling_nfe: int | None = None
+        self.sampling_nfe_text: str | None = None
         self.likelihood_nfe: int | None = None
+        self.num_classes = int(getattr(network, "num_classes", 0) or 0)
+        self.p_uncond = check_probability(p_uncond, "p_uncond")
 
     # -- helpers ---------------------------------------------------------------------------
     @property
@@ -147,12 +170,46 @@ class PathModel(Model):
         return x
 
     def _cond(self, cond, n: int):
+        """Validate labels ``(n,)`` in ``0..num_classes`` (``num_classes`` = no label)."""
+        return check_labels(
+            cond, n, self.num_classes, type(self).__name__, null=True, device=self.device
+        )
+
+    def _train_cond(self, cond, n: int):
+        """Training labels: :meth:`_cond`, then label dropout to the null class (``p_uncond``)."""
+        cond = self._cond(cond, n)
+        if cond is None or not self.training or self.p_uncond == 0.0:
+            return cond
+        drop = torch.rand(n, device=cond.device) < self.p_uncond
+        return torch.where(drop, torch.full_like(cond, self.num_classes), cond)
+
+    def guided_field(
+        self,
+        cond,
+        guidance: float | None = None,
+        classifier=None,
+        classifier_scale: float = 1.0,
+        **options: Any,
+    ):
+        """The field sampled under ``cond``.
+
+        ``guidance`` ``w`` (``None`` / 0: none): classifier-free guidance
+        (:class:`~probpath.sampling.guidance.ClassifierFreeGuidance`, ``options``:
+        ``interval``, ``rescale``). ``classifier(x_t, t) -> logits``: classifier guidance
+        (:class:`~probpath.sampling.guidance.ClassifierGuidance`) of the unconditional field
+        (the null label for a conditional network) with scale ``classifier_scale``.
+        """
+        if classifier is not None:
+            if guidance:
+                raise ValueError("pass either guidance (classifier-free) or classifier, not both")
+            if cond is None:
+                raise ValueError("classifier guidance needs labels: pass cond=labels")
+            return ClassifierGuidance(self.field, classifier, classifier_scale)
+        if guidance is None or (guidance == 0 and not options):
+            return self.field
         if cond is None:
-            return None
-        cond = torch.as_tensor(cond, device=self.device)
-        if cond.shape != (n,):
-            raise ValueError(f"cond must have shape ({n},) (one label per sample)")
-        return cond.long()
+            raise ValueError("guidance needs class labels: pass cond=labels with guidance=w")
+        return ClassifierFreeGuidance(self.field, guidance, self.num_classes, **options)
 
     # -- the contract ----------------------------------------------------------------------
     @torch.no_grad()
@@ -163,13 +220,22 @@ class PathModel(Model):
         generator: torch.Generator | None = None,
         sampler: str | None = None,
         steps: int | None = None,
+        guidance: float | None = None,
+        guidance_options: dict[str, Any] | None = None,
         **options: Any,
     ) -> torch.Tensor:
         """Draw ``n`` samples ``(n, *event_shape)`` with any shared sampler (survey §2.4-§3.3).
 
         Args:
             n: number of samples (>= 1).
-            cond: labels ``(n,)`` for a class-conditional network.
+            cond: labels ``(n,)`` (or one label for all) for a class-conditional network.
+            guidance: classifier-free guidance weight ``w``:
+                ``(1 + w) f(x, t, c) - w f(x, t, null)``, two network passes per evaluation.
+            guidance_options: ``interval`` / ``rescale`` of
+                :class:`~probpath.sampling.guidance.ClassifierFreeGuidance`, or
+                ``classifier`` (``(x_t, t) -> logits``, e.g.
+                :func:`~probpath.sampling.guidance.fit_classifier`'s) and
+                ``classifier_scale`` for classifier guidance of the labels ``cond``.
             generator: for the prior draw and the sampler's noise (reproducible samples).
             sampler: a key of :data:`~probpath.sampling.samplers.SAMPLERS` (default: the
                 model's); e.g. ``"dpmpp_2m"``, ``"heun"``, ``"ancestral"``, ``"pc"``.
@@ -183,18 +249,28 @@ class PathModel(Model):
         if sampler is None:
             opts.update(self.sampler_options)
         opts.update(options)
+        opts_g = dict(guidance_options or {})
+        classifier = opts_g.get("classifier")
+        if classifier is None:
+            cond = self._cond(cond, n)
+        else:  # the labels are the classifier's own, 0..K-1
+            k = int(getattr(classifier, "num_classes", 0) or 0)
+            cond = check_labels(cond, n, k or 2**62, "the classifier", device=self.device)
+        field = self.guided_field(cond, guidance, **opts_g)
         out = sample_path(
-            self.field,
+            field,
             (n, *self.event_shape),
             sampler=name,
             steps=steps or self.default_steps,
             generator=generator,
             device=self.device,
             dtype=self.dtype,
-            cond=self._cond(cond, n),
+            cond=cond,
             **opts,
         )
-        self.sampling_nfe = out.nfe
+        passes = getattr(field, "network_passes", out.nfe)  # a guided field counts its passes
+        self.sampling_nfe = passes
+        self.sampling_nfe_text = format_nfe(out.nfe, passes)
         return out.x
 
     def log_prob(

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from probpath.core.model import Estimator, Model
+from probpath.core.model import Estimator, Model, is_conditional
 from probpath.core.serialization import CheckpointError, atomic_write_bytes, atomic_write_json
 from probpath.core.validation import check_tensor
 from probpath.data.dataset import Dataset
@@ -230,8 +230,8 @@ class _Run:
         self.last_ckpt: Path | None = None
         self.saved_step = -1
 
-        caps = getattr(model, "capabilities", None)
-        self.conditional = bool(getattr(caps, "conditional", False))
+        # per instance: a path model built with num_classes > 0 is conditional too
+        self.conditional = is_conditional(model)
         model.to(self.device)
         model.train()
         dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)

@@ -23,6 +23,7 @@ __all__ = [
     "ot_plan",
     "COUPLINGS",
     "get_coupling",
+    "within_classes",
 ]
 
 
@@ -105,6 +106,31 @@ def ot_coupling(
     flat = torch.multinomial(plan.reshape(-1), n, replacement=True, generator=generator)
     i, j = flat // m, flat % m
     return x0[i.to(x0.device)], eps[j.to(eps.device)]
+
+
+def within_classes(coupling, labels: torch.Tensor):
+    """``coupling`` applied separately to each class of ``labels`` ``(batch,)``.
+
+    A class-conditional model learns one transport per class, from ``N(0, I)`` to
+    ``p(x | c)``; the minibatch OT plan of the whole batch would pair a point with noise
+    chosen for the geometry of other classes. Pairing within each class is the minibatch OT
+    plan of every ``p(x | c)``. Positions of each class are kept, so the labels stay aligned
+    with the returned ``x0``.
+
+    >>> x0 = torch.tensor([[0.0], [10.0], [1.0]])
+    >>> eps = torch.tensor([[9.0], [1.0], [8.0]])
+    >>> within_classes(ot_coupling, torch.tensor([0, 1, 0]))(x0, eps)[1].flatten().tolist()
+    [8.0, 1.0, 9.0]
+    """
+
+    def coupled(x0, eps, generator=None):
+        x0, eps = x0.clone(), eps.clone()
+        for c in torch.unique(labels):
+            idx = (labels == c).nonzero().squeeze(1)
+            x0[idx], eps[idx] = coupling(x0[idx], eps[idx], generator)
+        return x0, eps
+
+    return coupled
 
 
 COUPLINGS = {"independent": independent_coupling, "ot": ot_coupling}

@@ -21,7 +21,7 @@ from probpath.paths.affine import AffinePath
 from probpath.sampling.path_model import PathModel, build_path_network
 from probpath.sampling.samplers import DEFAULT_SPACING
 from probpath.sampling.timesteps import make_grid
-from probpath.velocity.couplings import COUPLINGS, get_coupling
+from probpath.velocity.couplings import COUPLINGS, get_coupling, within_classes
 from probpath.velocity.objectives import cfm_loss
 
 __all__ = ["FlowMatching", "RectifiedFlow"]
@@ -40,7 +40,11 @@ class FlowMatching(PathModel):
         prediction: what the network predicts (``"velocity"``).
         network: reference-network options.
         sampler, steps: default ``"heun"`` with 10 steps on a uniform grid ending at t = 0.
-        sampler_options, likelihood_steps, likelihood_trace: see :class:`PathModel`.
+        sampler_options, likelihood_steps, likelihood_trace, p_uncond: see :class:`PathModel`.
+
+    With labels (``num_classes > 0``) the OT coupling pairs data and noise within each class
+    (:func:`~probpath.velocity.couplings.within_classes`), so the straightened paths of a
+    class stay that class's.
 
     >>> m = FlowMatching((2,), coupling="ot", network={"hidden": [16]})
     >>> m.loss(torch.randn(8, 2)).shape
@@ -48,7 +52,7 @@ class FlowMatching(PathModel):
     """
 
     capabilities: ClassVar[Capabilities] = Capabilities(
-        route="velocity", section="§3.3", exact_log_prob=True, has_score=True
+        route="velocity", section="§3.3", exact_log_prob=True, has_score=True, accepts_labels=True
     )
     likelihood_t0 = 0.0  # the linear path's velocity is regular at t = 0
 
@@ -65,6 +69,7 @@ class FlowMatching(PathModel):
         sampler_options: dict[str, Any] | None = None,
         likelihood_steps: int | None = None,
         likelihood_trace: str = "auto",
+        p_uncond: float = 0.1,
     ):
         check_choice(coupling, "coupling", tuple(COUPLINGS))
         super().__init__(
@@ -77,6 +82,7 @@ class FlowMatching(PathModel):
             sampler_options=sampler_options,
             likelihood_steps=likelihood_steps,
             likelihood_trace=likelihood_trace,
+            p_uncond=p_uncond,
         )
         self.coupling = coupling
         self._couple = get_coupling(coupling)
@@ -105,13 +111,16 @@ class FlowMatching(PathModel):
             if eps.shape != x.shape:
                 raise ValueError(f"eps must have x's shape {tuple(x.shape)}")
         coupling = self._couple if eps is None else COUPLINGS["independent"]
+        labels = self._cond(cond, len(x))
+        if labels is not None and coupling is not COUPLINGS["independent"]:
+            coupling = within_classes(coupling, labels)
         return cfm_loss(
             self.field,
             x,
             self.sample_t(len(x)),
             eps=eps,
             coupling=coupling,
-            cond=self._cond(cond, len(x)),
+            cond=self._train_cond(labels, len(x)),
         )
 
 
@@ -127,7 +136,7 @@ class RectifiedFlow(FlowMatching):
     Args:
         event_shape, num_classes, sigma_min, prediction, network: as :class:`FlowMatching`.
         sampler, steps: default ``"euler"``, 20 steps.
-        sampler_options, likelihood_steps, likelihood_trace: see :class:`PathModel`.
+        sampler_options, likelihood_steps, likelihood_trace, p_uncond: see :class:`PathModel`.
     """
 
     def __init__(
@@ -142,6 +151,7 @@ class RectifiedFlow(FlowMatching):
         sampler_options: dict[str, Any] | None = None,
         likelihood_steps: int | None = None,
         likelihood_trace: str = "auto",
+        p_uncond: float = 0.1,
     ):
         super().__init__(
             event_shape,
@@ -155,6 +165,7 @@ class RectifiedFlow(FlowMatching):
             sampler_options=sampler_options,
             likelihood_steps=likelihood_steps,
             likelihood_trace=likelihood_trace,
+            p_uncond=p_uncond,
         )
         self.register_buffer("reflow_rounds", torch.zeros((), dtype=torch.long))
 

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from probpath.core.model import Capabilities
 from probpath.core.validation import check_positive_int
-from probpath.likelihood.flows.base import FlowModel, Transform
+from probpath.likelihood.flows.base import FlowModel, Transform, check_num_classes
 from probpath.nn.mlp import MLP
 
 __all__ = ["ActNorm", "AffineCoupling", "Permutation", "RealNVP"]
@@ -76,7 +77,13 @@ class AffineCoupling(Transform):
     and a concatenation, otherwise an index gather and scatter.
     """
 
-    def __init__(self, mask: torch.Tensor, hidden: Sequence[int], scale_bound: float = 3.0):
+    def __init__(
+        self,
+        mask: torch.Tensor,
+        hidden: Sequence[int],
+        scale_bound: float = 3.0,
+        context_dim: int = 0,
+    ):
         super().__init__()
         mask = torch.as_tensor(mask).bool().flatten()
         d_a = int(mask.sum())
@@ -89,8 +96,10 @@ class AffineCoupling(Transform):
         contiguous = bool((kept.diff() == 1).all()) and bool((free.diff() == 1).all())
         self._slices = contiguous
         self._kept_first = bool(kept[0] == 0)
-        self.net = MLP(d_a, 2 * free.numel(), hidden, act="relu")
+        # a context (one-hot label) is concatenated to the conditioner's input
+        self.net = MLP(d_a + context_dim, 2 * free.numel(), hidden, act="relu")
         self.scale_bound = scale_bound
+        self.takes_context = context_dim > 0
 
     def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if not self._slices:
@@ -106,18 +115,19 @@ class AffineCoupling(Transform):
         out = a.new_empty(a.shape[0], a.shape[1] + b.shape[1])
         return out.index_copy(1, self.kept, a).index_copy(1, self.free, b)
 
-    def _st(self, kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        s, t = self.net(kept).chunk(2, dim=1)
+    def _st(self, kept: torch.Tensor, context=None) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs = kept if context is None else torch.cat([kept, context], dim=1)
+        s, t = self.net(inputs).chunk(2, dim=1)
         return self.scale_bound * torch.tanh(s / self.scale_bound), t
 
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, z: torch.Tensor, context=None) -> tuple[torch.Tensor, torch.Tensor]:
         a, b = self._split(z)
-        s, t = self._st(a)
+        s, t = self._st(a, context)
         return self._join(a, (b - t) * torch.exp(-s)), -s.sum(1)
 
-    def inverse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def inverse(self, x: torch.Tensor, context=None) -> tuple[torch.Tensor, torch.Tensor]:
         a, b = self._split(x)
-        s, t = self._st(a)
+        s, t = self._st(a, context)
         return self._join(a, torch.addcmul(t, b, s.exp())), s.sum(1)
 
 
@@ -133,12 +143,18 @@ class RealNVP(FlowModel):
         hidden: hidden widths of each conditioner MLP.
         actnorm: include ActNorm layers.
         perm_seed: seed of the fixed permutations.
+        num_classes: ``K > 0``: a class-conditional flow ``p(x | c)``, the one-hot label
+            concatenated to every coupling conditioner's input (``cond`` then required).
 
     >>> import torch
     >>> m = RealNVP((2,), n_blocks=2, hidden=(8,))
     >>> m.log_prob(torch.zeros(3, 2)).shape
     torch.Size([3])
     """
+
+    capabilities = Capabilities(
+        route="likelihood", section="§3.1", exact_log_prob=True, one_step=True, accepts_labels=True
+    )
 
     def __init__(
         self,
@@ -147,8 +163,10 @@ class RealNVP(FlowModel):
         hidden: Sequence[int] = (64, 64),
         actnorm: bool = True,
         perm_seed: int = 0,
+        num_classes: int = 0,
     ):
         super().__init__(event_shape)
+        self.num_classes = check_num_classes(num_classes)
         n_blocks = check_positive_int(n_blocks, "n_blocks")
         d = self.dim
         if d < 2:
@@ -159,6 +177,8 @@ class RealNVP(FlowModel):
             if actnorm:
                 self.transforms.append(ActNorm(d))
             mask = half if k % 2 == 0 else ~half
-            self.transforms.append(AffineCoupling(mask, tuple(hidden)))
+            self.transforms.append(
+                AffineCoupling(mask, tuple(hidden), context_dim=self.num_classes)
+            )
             if d > 2:
                 self.transforms.append(Permutation(torch.randperm(d, generator=g)))

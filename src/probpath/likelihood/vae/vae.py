@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 
-from probpath.core.model import Capabilities, Model
+from probpath.core.model import Capabilities, Model, check_labels
 from probpath.core.validation import (
     check_choice,
     check_event_shape,
@@ -70,6 +71,17 @@ class VAEBase(Model):
         # number of training calls of loss(), for KL warm-up (saved with the weights)
         self.register_buffer("num_steps", torch.zeros((), dtype=torch.long))
 
+    def _labels(self, cond, n: int) -> torch.Tensor | None:
+        """Validated labels of a conditional VAE (``num_classes > 0``), else an error."""
+        return check_labels(
+            cond, n, getattr(self, "num_classes", 0), type(self).__name__, device=self.device
+        )
+
+    def _cond_kwargs(self, cond, n: int) -> dict:
+        """``{"cond": labels}`` for the hooks of a conditional VAE, ``{}`` otherwise."""
+        cond = self._labels(cond, n)
+        return {} if cond is None else {"cond": cond}
+
     def elbo_terms(
         self, x: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,21 +102,26 @@ class VAEBase(Model):
         Each call in training mode with gradients enabled advances the warm-up counter.
         """
         x = self._check(x)
-        rec, kl = self.elbo_terms(x)
+        rec, kl = self.elbo_terms(x, **self._cond_kwargs(cond, len(x)))
         weight = self.current_kl_weight()
         if self.training and torch.is_grad_enabled():
             self.num_steps += 1
         return -(rec - weight * free_bits_kl(kl, self.free_bits))
 
     def elbo(
-        self, x: torch.Tensor, n_samples: int = 1, generator: torch.Generator | None = None
+        self,
+        x: torch.Tensor,
+        n_samples: int = 1,
+        generator: torch.Generator | None = None,
+        cond: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The ELBO of Eq. (16) (``beta = 1``, no free bits), averaged over ``n_samples``."""
         x = self._check(x)
         n_samples = check_positive_int(n_samples, "n_samples")
+        kw = self._cond_kwargs(cond, len(x))
         total = 0.0
         for _ in range(n_samples):
-            rec, kl = self.elbo_terms(x, generator)
+            rec, kl = self.elbo_terms(x, generator, **kw)
             total = total + (rec - kl.sum(-1))
         return total / n_samples
 
@@ -123,7 +140,8 @@ class VAEBase(Model):
         """
         x = self._check(x)
         k = self.iwae_samples if k is None else check_positive_int(k, "k")
-        log_w = torch.stack([self.log_weight(x, generator) for _ in range(k)])
+        kw = self._cond_kwargs(cond, len(x))
+        log_w = torch.stack([self.log_weight(x, generator, **kw) for _ in range(k)])
         return log_mean_exp(log_w, 0)
 
 
@@ -152,6 +170,11 @@ class VAE(VAEBase):
             ``p(x)``) or returns the decoder mean ``E[x|z]`` (False: the usual, smoother
             picture for images).
         act: activation name.
+        num_classes: ``K > 0`` makes it a conditional VAE (Sohn et al. 2015) of ``p(x | c)``:
+            the decoder reads ``[z, e_c]`` (a learned label embedding of size ``latent_dim``)
+            and the prior stays ``N(0, I)``; the encoder ``q(z | x)`` does not need the label
+            (the ELBO of ``log p(x | c)`` is valid for any ``q``). ``loss``, ``log_prob``
+            and ``sample`` then take ``cond`` labels ``(batch,)``.
 
     Shapes: ``loss(x)``: ``(batch, *event_shape) -> (batch,)``; ``sample(n)`` ->
     ``(n, *event_shape)``; latents ``(batch, latent_dim)``.
@@ -167,6 +190,9 @@ class VAE(VAEBase):
         (free bits), 2016.
     """
 
+    capabilities = Capabilities(
+        route="likelihood", section="§1.2", log_prob_bound=True, accepts_labels=True
+    )
     #: the KL term has a closed form (overridden by posteriors without one)
     analytic_kl: bool = True
 
@@ -186,6 +212,7 @@ class VAE(VAEBase):
         iwae_samples: int = 64,
         sample_noise: bool = True,
         act: str = "silu",
+        num_classes: int = 0,
     ):
         super().__init__()
         self.event_shape = check_event_shape(event_shape)
@@ -196,8 +223,18 @@ class VAE(VAEBase):
         self.encoder = encoder_network(
             self.event_shape, 2 * self.latent_dim, architecture, hidden, channels, act
         )
+        self.num_classes = int(num_classes)
+        if self.num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
+        if self.num_classes:
+            self.label_embed = nn.Embedding(self.num_classes, self.latent_dim)
         self.decoder = decoder_network(
-            self.latent_dim, self.event_shape, architecture, hidden, channels, act
+            self.latent_dim * (2 if self.num_classes else 1),
+            self.event_shape,
+            architecture,
+            hidden,
+            channels,
+            act,
         )
         self.observation = ObservationModel(self.event_shape, likelihood, decoder_std, data_range)
 
@@ -211,9 +248,17 @@ class VAE(VAEBase):
         mu, log_var = self.encoder(x).chunk(2, dim=-1)
         return mu, log_var.clamp(-30.0, 20.0)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Decoder output (Gaussian mean or Bernoulli logits), ``(batch, *event_shape)``."""
-        return self.decoder(z)
+    def decode(self, z: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """Decoder output (Gaussian mean or Bernoulli logits), ``(batch, *event_shape)``;
+        a conditional VAE needs the labels ``cond`` ``(batch,)``."""
+        if not self.num_classes:
+            return self.decoder(z)
+        if cond is None:
+            raise ValueError(
+                f"this {type(self).__name__} is conditional (num_classes={self.num_classes}): "
+                "pass cond=labels"
+            )
+        return self.decoder(torch.cat([z, self.label_embed(cond).to(z.dtype)], dim=-1))
 
     def posterior_sample(
         self,
@@ -234,7 +279,10 @@ class VAE(VAEBase):
         return z, log_q, mu, log_var
 
     def elbo_terms(
-        self, x: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        x: torch.Tensor,
+        generator: torch.Generator | None = None,
+        cond: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One-sample reconstruction term ``log p(x|z)`` ``(batch,)`` and KL ``(batch, g)``.
 
@@ -243,15 +291,20 @@ class VAE(VAEBase):
         (``g = 1``).
         """
         z, log_q, mu, log_var = self.q_sample(x, generator)
-        rec = self.observation.log_prob(x, self.decode(z))
+        rec = self.observation.log_prob(x, self.decode(z, cond))
         if self.analytic_kl:
             return rec, kl_standard_normal(mu, log_var)
         return rec, (log_q - standard_normal_log_prob(z))[:, None]
 
-    def log_weight(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def log_weight(
+        self,
+        x: torch.Tensor,
+        generator: torch.Generator | None = None,
+        cond: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """``log p(x|z) + log p(z) - log q(z|x)`` for one ``z ~ q(z|x)``, ``(batch,)``."""
         z, log_q, _, _ = self.q_sample(x, generator)
-        log_px = self.observation.log_prob(x, self.decode(z))
+        log_px = self.observation.log_prob(x, self.decode(z, cond))
         return log_px + standard_normal_log_prob(z) - log_q
 
     def sample(
@@ -264,7 +317,8 @@ class VAE(VAEBase):
         """``z ~ N(0, I)`` decoded: a draw of ``p(x|z)`` if ``noise`` else the decoder mean
         (``noise=None`` uses the constructor's ``sample_noise``)."""
         n = check_positive_int(n, "n")
-        out = self.decode(self._randn((n, self.latent_dim), generator))
+        cond = self._labels(cond, n)
+        out = self.decode(self._randn((n, self.latent_dim), generator), cond)
         return self.observation.draw(out, self.sample_noise if noise is None else noise, generator)
 
 
