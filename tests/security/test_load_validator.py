@@ -187,3 +187,14 @@ def test_stale_temp_files_are_removed_by_the_next_save(cfm_run, tmp_path):
     sd = probpath.load(run).state_dict()
     ckpt.save_checkpoint(run, model=sd, ema=None, state={"s": torch.zeros(1)}, meta={})
     assert not any(p.exists() for p in ours) and all(p.exists() for p in theirs)
+
+
+@pytest.mark.parametrize("value", [[], {"a": 1}, 3])
+def test_config_value_of_the_wrong_type_is_a_checkpoint_error(tmp_path, value):
+    """Found by the fuzz test: covariance_type = [] crashed the spec lookup (unhashable)."""
+    run, _ = _gmm_run(tmp_path)
+    meta = json.loads((run / "config.json").read_text())
+    meta["config"]["covariance_type"] = value
+    (run / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="covariance_type"):
+        probpath.load(run)

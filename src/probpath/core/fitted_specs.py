@@ -43,7 +43,7 @@ _DTYPES = {"float64": "F64", "float32": "F32"}
 
 def _cov(kind: str, k: int | None, d: int) -> tuple[int, ...]:
     """Shape of a covariance-like tensor: ``k`` components (None: a single Gaussian)."""
-    if kind not in _COV:
+    if not isinstance(kind, str) or kind not in _COV:
         raise CheckpointError(f"config.json: unknown covariance_type {kind!r}")
     per = (d,) * _COV[kind]
     return per if k is None or kind == "tied" else (k, *per)
@@ -153,7 +153,12 @@ def expected_fitted(
     if isinstance(d, bool) or not isinstance(d, int) or d < 1:
         raise CheckpointError(f"{source}: 'state' needs n_features_in_ >= 1, got {d!r}")
     check_count(d, max_params, f"{source}: n_features_in_", "raise --max-params if trusted")
-    shapes, plain = spec(config, d)
+    try:
+        shapes, plain = spec(config, d)
+    except CheckpointError:
+        raise
+    except (TypeError, ValueError, KeyError) as exc:  # a config value of the wrong type
+        raise CheckpointError(f"{source}: 'config' does not fit {cls.__name__} ({exc})") from None
     if set(state) != plain:
         raise CheckpointError(
             f"{source}: 'state' keys do not match {cls.__name__}: missing "
