@@ -49,4 +49,7 @@ def load(directory: str | Path, device: str = "cpu"):
         model.load_fitted(tensors, meta.get("state", {}))
     else:  # pragma: no cover - every catalog class derives from one of the two
         raise CheckpointError(f"{meta['class']} is neither a Model nor an Estimator")
+    from probpath.training.seeding import mark_pretrained
+
+    mark_pretrained(model)  # Trainer.fit continues from these weights (init="auto")
     return model

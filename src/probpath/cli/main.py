@@ -283,6 +283,9 @@ def fit(
             train, _ = dataset.split(holdout, seed=seed)
         space = DataSpace.for_entry(dataset, entry.data)
         caps = entry.cls.capabilities
+        from probpath.training.seeding import seed_everything
+
+        seed_everything(seed)  # the model is built under the seed (the Trainer re-seeds too)
         try:
             built = build_model(
                 entry,
@@ -344,6 +347,7 @@ def _fit_run(
     )
     from probpath.compare import train_model
     from probpath.training.distributed import is_main_process
+    from probpath.training.seeding import environment
 
     main_rank = is_main_process()
     staging = Path(resume) if resume is not None else staging_path(target)
@@ -377,6 +381,7 @@ def _fit_run(
                 "device": str(dev),
                 "options": kwargs,
                 "quick": quick,
+                "environment": environment(dev),
             },
         )
         write_run_record(staging, record)

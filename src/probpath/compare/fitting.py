@@ -15,6 +15,7 @@ import torch
 from probpath.catalog import CATALOG, CatalogEntry, get_entry
 from probpath.compare.space import DataSpace, dequantize_held_out
 from probpath.data.dataset import Dataset
+from probpath.training.seeding import seed_everything
 
 __all__ = [
     "TrainOutcome",
@@ -125,6 +126,7 @@ def train_model(
     caps = model.capabilities
     if caps.estimator:
         x = space.to_model(dequantize_held_out(train.x.double(), space, seed)).to(device)
+        seed_everything(seed)  # estimators that draw from the global streams (k-means++ ...)
         t0 = time.perf_counter()
         model.fit(x)
         seconds = time.perf_counter() - t0

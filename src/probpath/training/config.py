@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from probpath.training.schedule import LR_SCHEDULES
+from probpath.training.seeding import INIT_MODES
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingError"]
 
@@ -52,7 +53,12 @@ class TrainConfig:
         amp: ``"auto"`` (bf16 on CUDA when supported, off on CPU), ``"bf16"``, ``"fp16"``
             (with a gradient scaler) or ``"off"``; mixed precision is CUDA-only.
         device: ``"auto"`` (``cuda`` if available, else ``cpu``), ``"cpu"``, ``"cuda[:N]"``.
-        seed: seeds torch / NumPy / Python RNGs (per rank), the data order and the noise.
+        seed: seeds the initial weights (see ``init``), torch / NumPy / Python RNGs (per
+            rank), the data order and the noise: the same seed gives the same weights.
+        init: ``"auto"`` (re-initialise the weights under ``seed``, unless they come from a
+            fit or from ``probpath.load``), ``"seed"`` (always) or ``"keep"`` (train the
+            weights as given: custom initialisation, fine-tuning);
+            see :func:`probpath.training.seeding.seeded_init`.
         log_every / ckpt_every / sample_every: intervals in steps (``None``: never; a final
             checkpoint is always written when ``out_dir`` is set).
         n_plot_samples: samples per plot in ``samples/step_XXXXXX.png``.
@@ -76,6 +82,7 @@ class TrainConfig:
     amp: str = "auto"
     device: str = "auto"
     seed: int = 0
+    init: str = "auto"
     log_every: int = 50
     ckpt_every: int | None = None
     sample_every: int | None = None
@@ -118,6 +125,8 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1) or None, got {self.ema_decay!r}")
         if self.amp not in _AMP:
             raise ValueError(f"amp must be one of {_AMP}, got {self.amp!r}")
+        if self.init not in INIT_MODES:
+            raise ValueError(f"init must be one of {INIT_MODES}, got {self.init!r}")
         if self.progress not in _PROGRESS:
             raise ValueError(f"progress must be one of {_PROGRESS}, got {self.progress!r}")
 

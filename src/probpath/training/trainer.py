@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import random
 import sys
 import time
 import warnings
@@ -21,7 +20,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from probpath.core.model import Estimator, Model
@@ -44,6 +42,7 @@ from probpath.training.ema import EMA
 from probpath.training.reporting import progress_bar, save_sample_plot
 from probpath.training.sampler import EpochSampler, derive_seed
 from probpath.training.schedule import lr_factor
+from probpath.training.seeding import environment, mark_pretrained, seed_everything, seeded_init
 
 __all__ = ["TrainConfig", "TrainResult", "Trainer", "TrainingError"]
 
@@ -59,12 +58,6 @@ def _normalize(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _normalize(v) for k, v in value.items()}
     return value
-
-
-def _seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)  # noqa: NPY002 (the legacy global stream models may use)
-    random.seed(seed)
 
 
 def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
@@ -197,7 +190,7 @@ class Trainer:
         if cfg.dequantize and data.discrete:
             g = torch.Generator(device=x.device).manual_seed(derive_seed(cfg.seed, 0xDE0))
             x = _dequantize(x, _bin_width(data, x), g)
-        _seed_everything(derive_seed(cfg.seed, 0))
+        seed_everything(derive_seed(cfg.seed, 0))
         start = time.perf_counter()
         model.fit(x)
         seconds = time.perf_counter() - start
@@ -210,10 +203,12 @@ class Trainer:
         return TrainResult(model, None, [], 0, seconds, run_dir)
 
 
-def _add_train_config(run_dir: Path, cfg: TrainConfig) -> None:
-    """Add the TrainConfig under ``"train"`` to the ``config.json`` that ``model.save`` wrote."""
+def _add_train_config(run_dir: Path, cfg: TrainConfig, device=None) -> None:
+    """Add the TrainConfig (``"train"``) and the :func:`environment` (``"environment"``) to the
+    ``config.json`` that ``model.save`` wrote."""
     meta = json.loads((run_dir / "config.json").read_text())
     meta["train"] = _normalize(asdict(cfg))
+    meta["environment"] = environment(device if device is not None else cfg.device)
     atomic_write_json(run_dir / "config.json", meta)
 
 
@@ -250,7 +245,8 @@ class _Run:
             self.bin_width = _bin_width(data, self.x)
 
         if resume is None:
-            _seed_everything(derive_seed(cfg.seed, self.info.rank))
+            seeded_init(model, cfg.seed, cfg.init)
+            seed_everything(derive_seed(cfg.seed, self.info.rank))
         self.groups = model.optimizer_groups()
         if not self.groups or any(not g.params for g in self.groups.values()):
             raise ValueError(f"{type(model).__name__} has an optimizer group without parameters")
@@ -307,7 +303,7 @@ class _Run:
             self.model.save(run_dir)  # config.json exactly as model.save writes it
         else:
             self.model._write_config(run_dir)
-        _add_train_config(run_dir, self.cfg)
+        _add_train_config(run_dir, self.cfg, self.device)
         lines = "".join(json.dumps(r, allow_nan=False) + "\n" for r in self.history)
         atomic_write_bytes(run_dir / METRICS_FILE, lines.encode())
 
@@ -402,7 +398,7 @@ class _Run:
                 "bit-identical to an uninterrupted one",
                 stacklevel=4,
             )
-            _seed_everything(derive_seed(self.cfg.seed, self.info.rank, self.step))
+            seed_everything(derive_seed(self.cfg.seed, self.info.rank, self.step))
         saved = dict(meta.get("schedule") or {})
         saved.pop("last_lr", None)
         now = self._schedule_record()
@@ -586,7 +582,10 @@ class _Run:
         finally:
             bar.close()
         self.model.eval()
+        mark_pretrained(self.model)
         ema_model = self.ema.model if self.ema is not None else None
+        if ema_model is not None:
+            mark_pretrained(ema_model)
         return TrainResult(
             self.model, ema_model, list(self.history), self.step, self._seconds(), self.run_dir
         )
