@@ -232,6 +232,14 @@ def fit(
             "same model, data and options; --steps is the new total)."
         ),
     ] = None,
+    ckpt_every: Annotated[
+        str,
+        typer.Option(
+            help="Checkpoint every N seconds ('60', '60s'), every N steps ('500steps') or "
+            "'off'. Ctrl-C / SIGTERM always checkpoint and print the --resume command."
+        ),
+    ] = "60s",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Train (or fit) one model on a data set and save it as a run directory.
 
@@ -264,8 +272,17 @@ def fit(
     from probpath.training.distributed import is_main_process
 
     def prepare():
+        from probpath.training.interrupt import parse_ckpt_every
+
         entry = get_entry(model)
         kwargs = merge_options(parse_extra_args(ctx.args), parse_set_options(set_ or []))
+        every_steps, every_seconds = parse_ckpt_every(ckpt_every)
+        trainer_options = {
+            "ckpt_every": every_steps,
+            "ckpt_seconds": every_seconds,
+            "progress": "off" if quiet else "auto",
+            "progress_label": f"train {entry.name}",
+        }
         _positive(steps, "--steps", integer=True)
         _positive(time_budget, "--time")
         _positive(batch_size, "--batch-size", integer=True)
@@ -309,19 +326,20 @@ def fit(
             target = Path(resume)
             if target.name.startswith(".") and target.name.endswith(".partial"):
                 target = target.parent / target.name[1 : -len(".partial")]
-            return entry, kwargs, dev, dataset, train, space, built, target
+            return entry, kwargs, dev, dataset, train, space, built, target, trainer_options
         target = out or Path("runs") / f"{entry.name}-{dataset.name}"
         if is_main_process():
             check_output_dir(target, overwrite)
-        return entry, kwargs, dev, dataset, train, space, built, Path(target)
+        return entry, kwargs, dev, dataset, train, space, built, Path(target), trainer_options
 
-    entry, kwargs, dev, dataset, train, space, built, target = _validate(prepare)
+    entry, kwargs, dev, dataset, train, space, built, target, trainer_options = _validate(prepare)
 
     def work():
         return _fit_run(
             entry, kwargs, dev, dataset, train, space, built, target,
             data=data, n=n, seed=seed, holdout=holdout, steps=steps, time_budget=time_budget,
             batch_size=batch_size, lr=lr, quick=quick, resume=resume,
+            trainer_options=trainer_options,
         )  # fmt: skip
 
     _run(work)
@@ -335,7 +353,7 @@ def _load_data(data: str, n: int | None, seed: int):
 
 def _fit_run(
     entry, kwargs, dev, dataset, train, space, built, target: Path, *, data, n, seed, holdout,
-    steps, time_budget, batch_size, lr, quick, resume=None,
+    steps, time_budget, batch_size, lr, quick, resume=None, trainer_options=None,
 ) -> None:  # fmt: skip
     import torch
 
@@ -358,7 +376,7 @@ def _fit_run(
         outcome = train_model(
             built, train, space=space, steps=steps, time_budget=time_budget, seed=seed,
             device=dev, batch_size=batch_size, lr=lr, out_dir=staging, quick=quick,
-            resume=resume,
+            resume=resume, trainer_options=trainer_options,
         )  # fmt: skip
         if not main_rank:
             return
@@ -390,12 +408,16 @@ def _fit_run(
     except BaseException:
         from probpath.training.checkpoint import has_checkpoint
 
-        if main_rank and staging.exists() and resume is None:
+        if main_rank and staging.exists():
             if has_checkpoint(staging):  # keep the checkpoints so the run can continue
+                from probpath.training.interrupt import resume_command
+
                 typer.echo(
-                    f"checkpoints kept in {staging}; continue with --resume {staging}", err=True
+                    f"checkpoint kept in {staging}; continue with:\n  "
+                    f"{resume_command(sys.argv, staging)}",
+                    err=True,
                 )
-            else:
+            elif resume is None:
                 shutil.rmtree(staging, ignore_errors=True)
         raise
     what = "fit" if outcome.steps is None else f"{outcome.steps} steps"

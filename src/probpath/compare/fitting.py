@@ -115,12 +115,16 @@ def train_model(
     out_dir: str | Path | None = None,
     quick: bool = False,
     resume: str | Path | None = None,
+    trainer_options: dict[str, Any] | None = None,
 ) -> TrainOutcome:
     """Fit ``model`` on ``train`` (original space; mapped through ``space`` here).
 
     Estimators are fitted with ``fit`` on one seeded dequantised draw of the data (float64);
     neural models are trained by the shared Trainer (which dequantises every batch of
     discrete data afresh); ``resume`` continues a Trainer run from its last checkpoint.
+    ``trainer_options`` are further :class:`~probpath.training.TrainConfig` fields (e.g.
+    ``progress``, ``progress_label``, ``ckpt_every``, ``ckpt_seconds``); by default the
+    Trainer reports no progress here.
     """
     device = resolve_device(device)
     caps = model.capabilities
@@ -150,7 +154,8 @@ def train_model(
         options["lr"] = lr
     if quick:
         options.update(warmup_steps=10, ema_decay=0.99, log_every=10)
-    config = TrainConfig(**_known_fields(TrainConfig, options))
+    options.update(trainer_options or {})
+    config = TrainConfig(**options)
     t0 = time.perf_counter()
     result = Trainer(config).fit(model, space.model_dataset(train), resume=resume)
     seconds = float(getattr(result, "seconds", None) or time.perf_counter() - t0)
@@ -171,12 +176,6 @@ def train_model(
         trained, used_ema = ema, True
     trained.eval()
     return TrainOutcome(trained, seconds, n_steps, final_loss, used_ema, result.run_dir)
-
-
-def _known_fields(cls, options: dict[str, Any]) -> dict[str, Any]:
-    """Drop options a dataclass does not declare (the Trainer's config may be smaller)."""
-    names = set(getattr(cls, "__dataclass_fields__", {}))
-    return {k: v for k, v in options.items() if not names or k in names}
 
 
 def sampling_nfe(model) -> int | None:

@@ -14,7 +14,7 @@ from probpath.training.seeding import INIT_MODES
 __all__ = ["TrainConfig", "TrainResult", "TrainingError"]
 
 _AMP = ("auto", "bf16", "fp16", "off")
-_PROGRESS = ("auto", "on", "off")
+_PROGRESS = ("auto", "on", "bar", "lines", "off")
 
 
 class TrainingError(RuntimeError):
@@ -61,9 +61,14 @@ class TrainConfig:
             see :func:`probpath.training.seeding.seeded_init`.
         log_every / ckpt_every / sample_every: intervals in steps (``None``: never; a final
             checkpoint is always written when ``out_dir`` is set).
+        ckpt_seconds: also checkpoint when this many seconds passed since the last one
+            (checked at logging steps; ``None``: never). SIGINT / SIGTERM always end training
+            with a checkpoint when ``out_dir`` is set (see ``training.interrupt``).
         n_plot_samples: samples per plot in ``samples/step_XXXXXX.png``.
         out_dir: run directory (``None``: nothing is written).
-        progress: ``"auto"`` (a tqdm bar when stderr is a terminal), ``"on"`` or ``"off"``.
+        progress: ``"auto"`` (a ``tqdm.auto`` bar in a terminal or a notebook, plain lines
+            every 10 % or 30 s elsewhere), ``"bar"`` (or ``"on"``), ``"lines"`` or ``"off"``.
+        progress_label: what the progress output calls this run.
         dequantize: add uniform noise of one quantisation bin to discrete data
             (``Dataset.discrete``) at every step.
     """
@@ -85,10 +90,12 @@ class TrainConfig:
     init: str = "auto"
     log_every: int = 50
     ckpt_every: int | None = None
+    ckpt_seconds: float | None = 60.0
     sample_every: int | None = None
     n_plot_samples: int = 512
     out_dir: str | None = None
     progress: str = "auto"
+    progress_label: str = "train"
     dequantize: bool = True
 
     def __post_init__(self):
@@ -104,6 +111,8 @@ class TrainConfig:
         positive_int("ckpt_every", self.ckpt_every, allow_none=True)
         positive_int("sample_every", self.sample_every, allow_none=True)
         positive_int("n_plot_samples", self.n_plot_samples)
+        if self.ckpt_seconds is not None and not self.ckpt_seconds > 0:
+            raise ValueError(f"ckpt_seconds must be positive or None, got {self.ckpt_seconds!r}")
         if self.time_budget is not None and not self.time_budget > 0:
             raise ValueError(f"time_budget must be positive seconds, got {self.time_budget!r}")
         if self.steps is None and self.time_budget is None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import sys
 import time
 import warnings
 from dataclasses import asdict
@@ -39,7 +38,9 @@ from probpath.training.distributed import (
     setup_distributed,
 )
 from probpath.training.ema import EMA
-from probpath.training.reporting import progress_bar, save_sample_plot
+from probpath.training.interrupt import TrainingInterrupted, catch_signals
+from probpath.training.progress import Progress
+from probpath.training.reporting import save_sample_plot
 from probpath.training.sampler import EpochSampler, derive_seed
 from probpath.training.schedule import lr_factor
 from probpath.training.seeding import environment, mark_pretrained, seed_everything, seeded_init
@@ -563,19 +564,32 @@ class _Run:
         cfg = self.cfg
         self.t0 = time.perf_counter()
         self.epoch, self.batch_index = self.sampler.epoch, self.sampler.position
-        show = cfg.progress == "on" or (cfg.progress == "auto" and sys.stderr.isatty())
-        bar = progress_bar(cfg.steps, self.step, show and self.info.is_main)
+        mode = cfg.progress if self.info.is_main else "off"
+        bar = Progress(cfg.steps, cfg.progress_label, mode=mode, initial=self.step)
+        last_save = time.perf_counter()
+        # Signals are caught only by a single process that writes (DDP ranks must agree).
+        catch = self.run_dir is not None and not self.info.enabled
         try:
-            while not self._stop():
-                self._one_step()
-                bar.update(1)
-                if self.step % cfg.log_every == 0:
-                    rec = self._log()
-                    bar.set_postfix(loss=f"{rec['loss']:.4g}")
-                if cfg.ckpt_every is not None and self.step % cfg.ckpt_every == 0:
-                    self._save_if_writing()
-                if cfg.sample_every is not None and self.step % cfg.sample_every == 0:
-                    self._plot()
+            with catch_signals(catch) as flag:
+                while not self._stop():
+                    self._one_step()
+                    bar.update(1, fraction=self.time_fraction)
+                    due = cfg.ckpt_every is not None and self.step % cfg.ckpt_every == 0
+                    if self.step % cfg.log_every == 0:
+                        rec = self._log()
+                        bar.set_postfix(loss=f"{rec['loss']:.4g}")
+                        if cfg.ckpt_seconds is not None:
+                            waited = rank0_float(
+                                time.perf_counter() - last_save, self.info, self.device
+                            )
+                            due = due or waited >= cfg.ckpt_seconds
+                    if due:
+                        self._save_if_writing()
+                        last_save = time.perf_counter()
+                    if cfg.sample_every is not None and self.step % cfg.sample_every == 0:
+                        self._plot()
+                    if flag.name is not None:
+                        self._interrupted(flag.name)
             self._log()
             if self.saved_step != self.step:
                 self._save_if_writing()
@@ -588,6 +602,19 @@ class _Run:
             mark_pretrained(ema_model)
         return TrainResult(
             self.model, ema_model, list(self.history), self.step, self._seconds(), self.run_dir
+        )
+
+    def _interrupted(self, signal_name: str) -> None:
+        """Checkpoint the current step and stop with :class:`TrainingInterrupted`."""
+        if self.saved_step != self.step:
+            self._save()
+        raise TrainingInterrupted(
+            f"training interrupted by {signal_name} after step {self.step}; the checkpoint in "
+            f"{self.run_dir} continues it exactly: Trainer(config).fit(model, data, "
+            f"resume={str(self.run_dir)!r})",
+            step=self.step,
+            checkpoint=self.run_dir,
+            signal_name=signal_name,
         )
 
     def _save_if_writing(self) -> None:
