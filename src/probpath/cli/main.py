@@ -467,6 +467,7 @@ def sample(
             "eps-models in range.",
         ),
     ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Draw samples from a fitted model and save them as .npy (array) or .png (plot).
 
@@ -543,14 +544,17 @@ def sample(
 
     def draw():
         from probpath.compare import draw_samples
+        from probpath.training.progress import phase
 
         extra = {"callback": keep} if trajectories else {}
         if clip is not None:
             extra["clip_x0"] = clip
         try:
-            x, seconds = draw_samples(
-                loaded, n, cond=cond, seed=seed, sampler=sampler, steps=steps, **extra
-            )
+            mode = "off" if quiet else "auto"
+            with phase(f"sampling {n}", mode=mode, announce_after=2.0):
+                x, seconds = draw_samples(
+                    loaded, n, cond=cond, seed=seed, sampler=sampler, steps=steps, **extra
+                )
         except TypeError as exc:
             if sampler is not None or steps is not None:
                 raise _BadInput(
@@ -663,10 +667,12 @@ def evaluate(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:i].")] = "cpu",
     weights: Annotated[str, typer.Option(help="auto, ema or model.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Score a fitted model on held-out data: NLL and sample distances, as compare does.
 
-    Without --data the run's own held-out split is used (the share fit kept aside). NLL is in
+    Without --data (or with the run's own data set) the run's held-out split is scored (the
+    share fit kept aside); the output says what was scored. NLL is in
     bits/dim for discrete data (uniform dequantisation) and nats/dim otherwise; MMD uses a
     Gaussian kernel with the median-distance bandwidth of the scored data.
 
@@ -676,7 +682,14 @@ def evaluate(
 
       probpath evaluate runs/ddpm --data checkerboard --metrics nll,swd --json
     """
-    from probpath.compare import METRICS, DataSpace, evaluate_model, resolve_device, unfit_reason
+    from probpath.compare import (
+        METRICS,
+        DataSpace,
+        evaluate_model,
+        evaluation_data,
+        resolve_device,
+        unfit_reason,
+    )
 
     def prepare():
         chosen = [m.strip() for m in metrics.split(",") if m.strip()]
@@ -688,15 +701,16 @@ def evaluate(
             raise _BadInput(f"--weights must be auto, ema or model, got {weights!r}")
         dev = resolve_device(device)
         loaded, record = _load_run(run_dir, dev, weights)
-        if data is None:
-            if record is None:
-                raise _BadInput(f"{run_dir} has no run.json; pass --data")
-            dataset = _load_data(record.data, record.n, record.seed)
-            if record.holdout <= 0:
-                raise _BadInput("the run kept no held-out data (--holdout 0); pass --data")
-            _, test = dataset.split(record.holdout, seed=record.seed)
+        if record is not None:
+            test, scored = evaluation_data(
+                record.data, run_n=record.n, run_seed=record.seed, holdout=record.holdout,
+                data=data, seed=seed,
+            )  # fmt: skip
+        elif data is None:
+            raise _BadInput(f"{run_dir} has no run.json; pass --data")
         else:
             test = _load_data(data, None, seed)
+            scored = f"{test.name} as given by --data ({len(test)} points)"
         if record is not None:
             space = record.space
             if tuple(test.event_shape) != space.event_shape:
@@ -714,13 +728,17 @@ def evaluate(
             space = DataSpace.for_entry(test, entry.data)
         if loaded.capabilities.conditional and test.y is None:
             raise _BadInput("this conditional model needs labelled data")
-        return chosen, loaded, record, test, space
+        return chosen, loaded, record, test, space, scored
 
-    chosen, loaded, record, test, space = _validate(prepare)
+    chosen, loaded, record, test, space, scored = _validate(prepare)
 
     def work():
         t0 = time.perf_counter()
-        result = evaluate_model(loaded, space, test, metrics=chosen, n=n, seed=seed)
+        result = evaluate_model(
+            loaded, space, test, metrics=chosen, n=n, seed=seed,
+            progress="off" if quiet else "auto",
+        )  # fmt: skip
+        result["scored"] = scored
         result["seconds"] = time.perf_counter() - t0
         result["model"] = record.model if record else type(loaded).__name__
         if as_json:
@@ -760,7 +778,10 @@ def _evaluate_table(result: dict, chosen: list[str]) -> str:
             if m == "mmd":
                 note = f"bandwidth {result['bandwidth']:.4g}, unbiased"
         lines.append(f"| {names[m]} | {value} | {note} |")
-    head = f"{result['model']}: {result['n']} held-out points, {result['seconds']:.1f} s\n\n"
+    head = (
+        f"{result['model']}: {result['n']} points of {result['scored']}, "
+        f"{result['seconds']:.1f} s\n\n"
+    )
     return head + "\n".join(lines)
 
 
@@ -796,6 +817,7 @@ def compare(
         int | None, typer.Option(help="Held-out points for the NLL (64 quick, else n-eval).")
     ] = None,
     n: Annotated[int | None, typer.Option("--n", help="Use only N samples of the data.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Train every model on the same data under the same budget and compare them.
 
@@ -803,7 +825,8 @@ def compare(
     estimators), then sampled and scored on held-out data: NFE per sample, train time,
     sample time per 1,000, held-out NLL (exact / bound / none), MMD², sliced Wasserstein-2
     and energy distance. Writes OUT/table.md, table.csv, table.json and samples.png and
-    prints the table; progress goes to stderr, one line per model. A model that fails gets
+    prints the table; progress goes to stderr (each model's train / sample / score phases,
+    with an ETA; --quiet for none). A model that fails gets
     a 'failed: ...' row and the others go on.
 
     Examples:
@@ -842,7 +865,7 @@ def compare(
     def work():
         result = run_compare(
             names, dataset, steps=steps, time_budget=time_budget, quick=quick, out_dir=out,
-            seed=seed, device=device, n_eval=n_eval, n_nll=n_nll,
+            seed=seed, device=device, n_eval=n_eval, n_nll=n_nll, verbose=not quiet,
         )  # fmt: skip
         typer.echo(result.markdown)
         typer.echo(f"wrote {', '.join(str(p) for p in result.files.values())}", err=True)

@@ -35,6 +35,7 @@ from probpath.compare.table import (
 from probpath.core.serialization import atomic_write_bytes
 from probpath.data.dataset import Dataset
 from probpath.metrics import median_bandwidth
+from probpath.training.progress import format_seconds, phase
 
 __all__ = ["QUICK_TRAIN_BUDGET", "run_compare", "samples_grid"]
 
@@ -76,6 +77,7 @@ def run_compare(
     test_fraction: float = 0.2,
     verbose: bool = True,
     figure: bool = True,
+    progress: str = "auto",
 ) -> CompareResult:
     """Train every selected model on the same split under the same budget and compare them.
 
@@ -96,8 +98,11 @@ def run_compare(
         n_nll: held-out points whose NLL is computed, the first ``n_nll`` of the ``n_eval``
             (default 64 quick — ODE likelihoods are the costly part — else ``n_eval``).
         test_fraction: share of the data held out.
-        verbose: print one progress line per model to stderr.
+        verbose: print one summary line per model to stderr (``False``: nothing at all).
         figure: draw ``samples.png``.
+        progress: how each model's phases (train / sample / score) report on stderr:
+            ``"auto"``, ``"bar"``, ``"lines"`` or ``"off"`` (see
+            :mod:`probpath.training.progress`); ``verbose=False`` turns it off.
 
     Returns:
         A :class:`CompareResult`; a model that fails is reported in its row's ``status``
@@ -142,8 +147,9 @@ def run_compare(
     rows: list[CompareRow] = []
     figure_samples: dict[str, torch.Tensor] = {}
     job = _Job(
-        train, test, reference, bandwidth, extractor, dev, seed, steps, quick, n_nll, figure_samples
-    )
+        train, test, reference, bandwidth, extractor, dev, seed, steps, quick, n_nll,
+        figure_samples, progress if verbose else "off",
+    )  # fmt: skip
     overheads: list[float] = []
     remaining_neural = len(neural)
     _say(
@@ -163,7 +169,7 @@ def run_compare(
             avail = (left - per_overhead * (len(entries) - i + 1)) / max(1, remaining_neural)
             budget = max(0.5, min(base, avail))
         try:
-            row = _compare_one(entry, row, job, budget)
+            row = _compare_one(entry, row, job, budget, f"[{i}/{len(entries)}] {entry.name}")
         except Exception as exc:  # one broken model must not sink the whole comparison
             msg = " ".join(str(exc).split()) or type(exc).__name__
             row.status = f"failed: {type(exc).__name__}: {msg[:120]}"
@@ -172,7 +178,9 @@ def run_compare(
         elapsed = time.perf_counter() - t_model
         overheads.append(max(0.0, elapsed - (row.train_seconds or 0.0)))
         rows.append(row)
-        _say(_progress_line(i, len(entries), row, elapsed), verbose)
+        so_far = time.perf_counter() - start
+        eta = so_far / i * (len(entries) - i)
+        _say(_progress_line(i, len(entries), row, elapsed, eta), verbose)
 
     notes = _notes(probe, bandwidth, steps, time_budget, base, len(test), n_nll)
     if extractor is not None:
@@ -228,10 +236,11 @@ class _Job:
     quick: bool
     n_nll: int
     figure_samples: dict[str, torch.Tensor]
+    progress: str = "off"
 
 
 def _compare_one(
-    entry: CatalogEntry, row: CompareRow, job: _Job, budget: float | None
+    entry: CatalogEntry, row: CompareRow, job: _Job, budget: float | None, label: str
 ) -> CompareRow:
     caps = entry.cls.capabilities
     space = DataSpace.for_entry(job.train, entry.data)
@@ -251,29 +260,33 @@ def _compare_one(
         seed=job.seed,
         device=job.device,
         quick=job.quick,
+        trainer_options={"progress": job.progress, "progress_label": f"{label} train"},
     )
     model = outcome.model
     row.train_seconds = outcome.seconds
     row.train_steps = outcome.steps
     n = len(job.test)
     cond = job.test.y if caps.conditional else None
-    samples, seconds = draw_samples(model, n, cond=cond, seed=job.seed + 2)
+    with phase(f"{label} sample ({n})", mode=job.progress):
+        samples, seconds = draw_samples(model, n, cond=cond, seed=job.seed + 2)
     row.sample_seconds_per_1k = seconds * 1000.0 / n
     row.nfe = sampling_nfe(model)
     samples = space.to_data(samples.double().cpu())
     job.figure_samples[entry.name] = samples[:64]
     k = job.n_nll
-    nll = nll_of(model, job.reference[:k], space, cond=None if cond is None else cond[:k])
+    with phase(f"{label} score (NLL on {k}, distances on {n})", mode=job.progress):
+        nll = nll_of(model, job.reference[:k], space, cond=None if cond is None else cond[:k])
+        features = ("fd_features",) if job.extractor is not None else ()
+        which = ("mmd", "swd", "energy", *features)
+        scores = sample_metrics(
+            samples,
+            job.reference,
+            bandwidth=job.bandwidth,
+            seed=job.seed,
+            which=which,
+            extractor=job.extractor,
+        )
     row.nll, row.nll_unit, row.nll_kind, row.nll_note = nll.value, nll.unit, nll.kind, nll.note
-    which = ("mmd", "swd", "energy") + (("fd_features",) if job.extractor is not None else ())
-    scores = sample_metrics(
-        samples,
-        job.reference,
-        bandwidth=job.bandwidth,
-        seed=job.seed,
-        which=which,
-        extractor=job.extractor,
-    )
     row.mmd, row.swd, row.energy = scores["mmd"], scores["swd"], scores["energy"]
     row.fd_features = scores.get("fd_features")
     return row
@@ -293,13 +306,14 @@ def _feature_extractor(train: Dataset, space: DataSpace, seed: int):
     return fit_feature_extractor(train.x.double(), train.y, seed=seed, **grid)
 
 
-def _progress_line(i: int, n: int, row: CompareRow, elapsed: float) -> str:
+def _progress_line(i: int, n: int, row: CompareRow, elapsed: float, eta: float) -> str:
+    left = f", ETA {format_seconds(eta)}" if i < n else ""
     if row.status != "ok":
-        return f"[{i}/{n}] {row.model:<16} {row.status} ({elapsed:.1f} s)"
+        return f"[{i}/{n}] {row.model:<16} {row.status} ({elapsed:.1f} s{left})"
     steps = "fit" if row.train_steps is None else f"{row.train_steps} steps"
     return (
         f"[{i}/{n}] {row.model:<16} train {row.train_seconds:6.2f} s ({steps}), "
-        f"NLL {nll_cell(row)}, SW2 {fmt_value(row.swd)}, total {elapsed:.1f} s"
+        f"NLL {nll_cell(row)}, SW2 {fmt_value(row.swd)}, total {elapsed:.1f} s{left}"
     )
 
 

@@ -185,10 +185,12 @@ def phase(
     mode: str = "auto",
     file: TextIO | None = None,
     interval: float = 30.0,
+    announce_after: float = 0.0,
 ) -> Iterator[None]:
     """Announce one long call, repeat ``still running`` every ``interval`` s, time it.
 
-    Prints ``desc ...`` at the start and ``desc: done in T`` at the end, in every mode but
+    Prints ``desc ...`` once ``announce_after`` seconds passed (at once by default; a call
+    that ends sooner prints nothing) and ``desc: done in T`` at the end, in every mode but
     ``"off"`` (a bar cannot follow a call without steps).
 
     >>> import io
@@ -202,15 +204,25 @@ def phase(
     if resolve_mode(mode, stream) == "off":
         yield
         return
-    print(f"{desc} ...", file=stream, flush=True)
     t0 = time.monotonic()
     stop = threading.Event()
+    announced = threading.Event()
+
+    def announce() -> None:
+        print(f"{desc} ...", file=stream, flush=True)
+        announced.set()
 
     def beat() -> None:
+        if announce_after > 0:
+            if stop.wait(announce_after):
+                return
+            announce()
         while not stop.wait(interval):
             took = format_seconds(time.monotonic() - t0)
             print(f"{desc}: still running, {took}", file=stream, flush=True)
 
+    if announce_after <= 0:
+        announce()
     thread = threading.Thread(target=beat, name="probpath-progress", daemon=True)
     thread.start()
     try:
@@ -218,4 +230,6 @@ def phase(
     finally:
         stop.set()
         thread.join()
-    print(f"{desc}: done in {format_seconds(time.monotonic() - t0)}", file=stream, flush=True)
+    if announced.is_set():
+        took = format_seconds(time.monotonic() - t0)
+        print(f"{desc}: done in {took}", file=stream, flush=True)
