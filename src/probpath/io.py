@@ -11,13 +11,27 @@ from probpath.core.serialization import CheckpointError, load_tensors, read_json
 __all__ = ["load"]
 
 
-def load(directory: str | Path, device: str = "cpu"):
+def load(directory: str | Path, device: str = "cpu", *, space: str = "data"):
     """Load a model saved with ``model.save(directory)`` (or a run directory of ``fit``).
 
     Only JSON and safetensors are read; nothing is unpickled. Raises
     :class:`~probpath.core.serialization.CheckpointError` on a malformed or foreign file.
+
+    Args:
+        directory: the saved model or run directory.
+        device: where to put the model.
+        space: ``"data"``: a ``probpath fit`` run directory (with ``run.json``) comes back
+            as a :class:`~probpath.compare.runmodel.RunModel` that samples and scores in the
+            data's own space with the weights ``fit`` evaluated with (EMA), exactly as the
+            CLI; ``"model"``: the bare model and its raw weights.
     """
+    if space not in ("data", "model"):
+        raise ValueError(f"space must be 'data' or 'model', got {space!r}")
     directory = Path(directory)
+    if space == "data" and (directory / "run.json").is_file():
+        from probpath.compare.runmodel import load_run_model
+
+        return load_run_model(directory, device)
     if directory.is_file():
         raise CheckpointError(
             f"{directory} is a file; pass the directory that holds config.json and "

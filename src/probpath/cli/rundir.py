@@ -168,7 +168,7 @@ def load_run(directory: str | Path, device: str = "cpu", weights: str = "auto"):
     if not directory.exists():
         raise CheckpointError(f"{directory} does not exist; pass the --out directory of fit")
     record = read_run_record(directory)
-    model = load(directory, device=device)
+    model = load(directory, device=device, space="model")
     ema_path = directory / "ema.safetensors"
     use_ema = weights == "ema" or (
         weights == "auto" and record is not None and bool(record.fit.get("used_ema"))

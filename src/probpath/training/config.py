@@ -66,6 +66,8 @@ class TrainConfig:
             with a checkpoint when ``out_dir`` is set (see ``training.interrupt``).
         n_plot_samples: samples per plot in ``samples/step_XXXXXX.png``.
         out_dir: run directory (``None``: nothing is written).
+        overwrite: replace a finished or checkpointed run in ``out_dir`` (otherwise
+            ``fit`` refuses; pass ``resume=out_dir`` to continue it instead).
         progress: ``"auto"`` (a ``tqdm.auto`` bar in a terminal or a notebook, plain lines
             every 10 % or 30 s elsewhere), ``"bar"`` (or ``"on"``), ``"lines"`` or ``"off"``.
         progress_label: what the progress output calls this run.
@@ -94,6 +96,7 @@ class TrainConfig:
     sample_every: int | None = None
     n_plot_samples: int = 512
     out_dir: str | None = None
+    overwrite: bool = False
     progress: str = "auto"
     progress_label: str = "train"
     dequantize: bool = True

@@ -23,10 +23,10 @@ import torch
 
 from probpath.core.model import Estimator, Model
 from probpath.core.serialization import CheckpointError, atomic_write_bytes, atomic_write_json
-from probpath.core.validation import check_tensor
 from probpath.data.dataset import Dataset
 from probpath.training import checkpoint as ckpt
 from probpath.training.config import TrainConfig, TrainingError, TrainResult
+from probpath.training.data import as_training_data
 from probpath.training.distributed import (
     all_gather_tensors,
     all_reduce_mean_,
@@ -154,19 +154,26 @@ class Trainer:
     # --- entry point ---------------------------------------------------------------------
 
     def fit(self, model, dataset, *, resume: str | Path | None = None) -> TrainResult:
-        """Train ``model`` on ``dataset`` (a :class:`Dataset` or a tensor ``(N, ...)``).
+        """Train ``model`` on ``dataset``.
 
         Args:
             model: a ``Model`` (trained here) or an ``Estimator`` (``model.fit(x)``).
-            dataset: the training data.
+            dataset: the training data: a probpath :class:`Dataset`, a tensor or NumPy
+                array ``(N, ...)``, or a torch ``Dataset`` / ``DataLoader`` of ``x`` or
+                ``(x, y)`` items (read once into memory; the Trainer draws its own seeded
+                batches, see :func:`~probpath.training.data.as_training_data`).
             resume: a run directory to continue from exactly (its last committed
                 checkpoint). Without ``config.out_dir`` the run continues in that folder.
 
         Raises:
             TrainingError: on a non-finite loss or gradient.
+            TrainingInterrupted: SIGINT / SIGTERM arrived; a checkpoint was written.
             CheckpointError: when ``resume`` is not a valid checkpoint of this model.
+            FileExistsError: ``config.out_dir`` holds a finished or checkpointed run and
+                neither ``resume`` nor ``config.overwrite`` says what to do with it.
         """
-        data = self._as_dataset(dataset)
+        data = as_training_data(dataset)
+        _check_out_dir(self.config, resume)
         if isinstance(model, Estimator):
             return self._fit_estimator(model, data)
         if not isinstance(model, Model):
@@ -174,16 +181,6 @@ class Trainer:
                 f"model must be a probpath Model or Estimator, got {type(model).__name__}"
             )
         return _Run(self.config, model, data, resume).train()
-
-    @staticmethod
-    def _as_dataset(dataset) -> Dataset:
-        if isinstance(dataset, Dataset):
-            check_tensor(dataset.x, "dataset.x", min_ndim=2)
-            return dataset
-        x = check_tensor(dataset, "dataset", min_ndim=2)
-        if not x.is_floating_point():
-            x = x.float()
-        return Dataset(x=x)
 
     def _fit_estimator(self, model: Estimator, data: Dataset) -> TrainResult:
         cfg = self.config
@@ -202,6 +199,18 @@ class Trainer:
                 model.save(run_dir)
                 _add_train_config(run_dir, cfg)
         return TrainResult(model, None, [], 0, seconds, run_dir)
+
+
+def _check_out_dir(cfg: TrainConfig, resume) -> None:
+    """Refuse to write a fresh run over a finished or checkpointed one (the CLI's rule)."""
+    if cfg.out_dir is None or resume is not None or cfg.overwrite:
+        return
+    out = Path(cfg.out_dir)
+    if (out / "model.safetensors").is_file() or ckpt.has_checkpoint(out):
+        raise FileExistsError(
+            f"{out} already holds a run; continue it with fit(..., resume={str(out)!r}), "
+            "or pass TrainConfig(overwrite=True) to replace it, or choose another out_dir"
+        )
 
 
 def _add_train_config(run_dir: Path, cfg: TrainConfig, device=None) -> None:
