@@ -459,14 +459,14 @@ def sample(
         ),
     ] = False,
     clip_x0: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--clip-x0",
+            "--clip-x0/--no-clip-x0",
             help="Path models on bounded data (images): clamp every x0 prediction to the "
             "data range (diffusers' clip_sample); keeps ODE samplers of short-trained "
-            "eps-models in range.",
+            "eps-models in range. Default: on for bounded data, as probpath.load does.",
         ),
-    ] = False,
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Draw samples from a fitted model and save them as .npy (array) or .png (plot).
@@ -485,6 +485,7 @@ def sample(
     import torch
 
     from probpath.compare import resolve_device
+    from probpath.compare.runmodel import default_sample_options, is_path_model, model_range
 
     def prepare():
         _positive(n, "--n", integer=True)
@@ -518,7 +519,7 @@ def sample(
 
     def check_trajectories():
         event = tuple(record.space.event_shape) if record is not None else None
-        if not hasattr(loaded, "field") or event != (2,) or out.suffix.lower() != ".png":
+        if not is_path_model(loaded) or event != (2,) or out.suffix.lower() != ".png":
             raise _BadInput(
                 "--trajectories needs a path model (ddpm, cfm, ...) fitted on 2-D data and "
                 "an --out ending in .png"
@@ -529,15 +530,18 @@ def sample(
 
     def clip_range():
         space = record.space if record is not None else None
-        if not hasattr(loaded, "field") or space is None or space.value_range is None:
+        if not is_path_model(loaded) or space is None or space.value_range is None:
             raise _BadInput(
                 "--clip-x0 needs a path model (ddpm, cfm, ...) fitted on bounded data "
                 "(images, counts); the data range of this run is unknown"
             )
-        low, high = (space.scale * v + space.shift for v in space.value_range)
-        return (min(low, high), max(low, high))
+        return model_range(space)
 
-    clip = _validate(clip_range) if clip_x0 else None
+    clip = None
+    if clip_x0:
+        clip = _validate(clip_range)
+    elif clip_x0 is None and record is not None:  # the default probpath.load uses too
+        clip = default_sample_options(loaded, record.space).get("clip_x0")
 
     def keep(info):  # the sampler's callback: the state after every step
         path.append(info["x"].detach().double().cpu())
@@ -546,21 +550,19 @@ def sample(
         from probpath.compare import draw_samples
         from probpath.training.progress import phase
 
+        if (sampler is not None or steps is not None) and not is_path_model(loaded):
+            raise _BadInput(
+                f"{type(loaded).__name__} samples in one pass and takes no --sampler/--steps "
+                "options (only path models do: ddpm, cfm, ...); leave them out"
+            )
         extra = {"callback": keep} if trajectories else {}
         if clip is not None:
             extra["clip_x0"] = clip
-        try:
-            mode = "off" if quiet else "auto"
-            with phase(f"sampling {n}", mode=mode, announce_after=2.0):
-                x, seconds = draw_samples(
-                    loaded, n, cond=cond, seed=seed, sampler=sampler, steps=steps, **extra
-                )
-        except TypeError as exc:
-            if sampler is not None or steps is not None:
-                raise _BadInput(
-                    f"this model takes no --sampler/--steps options ({exc}); leave them out"
-                ) from None
-            raise
+        mode = "off" if quiet else "auto"
+        with phase(f"sampling {n}", mode=mode, announce_after=2.0):
+            x, seconds = draw_samples(
+                loaded, n, cond=cond, seed=seed, sampler=sampler, steps=steps, **extra
+            )
         return x, seconds
 
     x, seconds = _validate(draw) if (sampler or steps) else _run(draw)

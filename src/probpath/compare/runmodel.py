@@ -17,7 +17,33 @@ import torch
 from probpath.compare.fitting import model_device_dtype
 from probpath.compare.space import DataSpace
 
-__all__ = ["RunModel", "load_run_model"]
+__all__ = ["RunModel", "default_sample_options", "is_path_model", "load_run_model", "model_range"]
+
+
+def is_path_model(model) -> bool:
+    """Whether ``model`` samples through the shared path samplers (``--sampler``, ``--steps``,
+    ``clip_x0``, trajectories): a :class:`~probpath.sampling.path_model.PathModel`."""
+    from probpath.sampling.path_model import PathModel
+
+    return isinstance(model, PathModel)
+
+
+def model_range(space: DataSpace) -> tuple[float, float] | None:
+    """The data's value range mapped into the model's space (``None`` for unbounded data)."""
+    if space.value_range is None:
+        return None
+    low, high = (space.scale * float(v) + space.shift for v in space.value_range)
+    return (min(low, high), max(low, high))
+
+
+def default_sample_options(model, space: DataSpace) -> dict[str, Any]:
+    """Sampler options a run's data calls for: on bounded data (images, counts) a path
+    model clamps every ``x0_hat`` to the data range (``clip_x0``, diffusers' ``clip_sample``),
+    which keeps few-step ODE samplers of short-trained eps-models inside the range."""
+    clip = model_range(space)
+    if clip is None or not is_path_model(model):
+        return {}
+    return {"clip_x0": clip}
 
 
 class RunModel:
@@ -54,9 +80,10 @@ class RunModel:
     def sample(self, n: int, cond=None, generator: torch.Generator | None = None, **options):
         """``n`` samples ``(n, *event_shape)`` in the data's space (float64, on the CPU).
 
-        ``options`` (e.g. ``sampler``, ``steps``, ``clip_x0``) go to the model's ``sample``.
+        ``options`` (e.g. ``sampler``, ``steps``, ``clip_x0``) go to the model's ``sample``,
+        after :func:`default_sample_options` (pass ``clip_x0=None`` to turn clipping off).
         """
-        kwargs = dict(options)
+        kwargs = {**default_sample_options(self.model, self.space), **options}
         if cond is not None:
             kwargs["cond"] = cond
         y = self.model.sample(n, generator=generator, **kwargs)
