@@ -819,6 +819,13 @@ def compare(
         int | None, typer.Option(help="Held-out points for the NLL (64 quick, else n-eval).")
     ] = None,
     n: Annotated[int | None, typer.Option("--n", help="Use only N samples of the data.")] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            help="Labels of a data file (IDX, .npy or .csv; one integer per sample): labelled "
+            "images get the classifier-feature FD."
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Train every model on the same data under the same budget and compare them.
@@ -838,6 +845,8 @@ def compare(
       probpath compare --models gaussian,gmm,realnvp,ddpm --data moons --time 30
 
       probpath compare --data digits --steps 3000 --out runs/digits --device cuda
+
+      probpath compare --data t10k-images-idx3-ubyte.gz --labels t10k-labels-idx1-ubyte.gz
     """
     from probpath.compare import resolve_device, run_compare, select_entries
 
@@ -856,7 +865,12 @@ def compare(
         resolve_device(device)
         if out.exists() and not out.is_dir():
             raise _BadInput(f"--out {out} is a file; choose a directory")
-        dataset = _load_data(data, n, seed)
+        if labels is not None:
+            from probpath.data import load_dataset
+
+            dataset = load_dataset(data, n=n, seed=seed, labels=str(labels))
+        else:
+            dataset = _load_data(data, n, seed)
         entries = select_entries(names, dataset)
         if not entries:
             raise _BadInput(f"no model in compare can take data of shape {dataset.event_shape}")

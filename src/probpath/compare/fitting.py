@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,7 @@ class TrainOutcome:
         final_loss: last logged training loss, if any.
         used_ema: whether ``model`` is the EMA copy.
         run_dir: the Trainer's run directory (``None`` when nothing was written).
+        history: the Trainer's logged records (``step``, ``loss``, ...); empty for estimators.
     """
 
     model: Any
@@ -99,6 +100,7 @@ class TrainOutcome:
     final_loss: float | None = None
     used_ema: bool = False
     run_dir: Path | None = None
+    history: list[dict] = field(default_factory=list)
 
 
 def train_model(
@@ -175,7 +177,9 @@ def train_model(
     if ema is not None and decay is not None and (warm or decay**n_steps < 0.01):
         trained, used_ema = ema, True
     trained.eval()
-    return TrainOutcome(trained, seconds, n_steps, final_loss, used_ema, result.run_dir)
+    return TrainOutcome(
+        trained, seconds, n_steps, final_loss, used_ema, result.run_dir, list(history)
+    )
 
 
 def sampling_nfe(model) -> int | None:

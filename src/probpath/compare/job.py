@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,13 @@ from probpath.compare.fitting import (
     select_entries,
     train_model,
 )
+from probpath.compare.report import (
+    density_figure,
+    render_report,
+    training_curves_figure,
+    write_report,
+)
+from probpath.compare.runmodel import RunModel
 from probpath.compare.space import DataSpace, dequantize_held_out
 from probpath.compare.table import (
     CompareResult,
@@ -36,6 +44,7 @@ from probpath.core.serialization import atomic_write_bytes
 from probpath.data.dataset import Dataset
 from probpath.metrics import median_bandwidth
 from probpath.training.progress import format_seconds, phase
+from probpath.training.seeding import environment
 
 __all__ = ["QUICK_TRAIN_BUDGET", "run_compare", "samples_grid"]
 
@@ -78,6 +87,7 @@ def run_compare(
     verbose: bool = True,
     figure: bool = True,
     progress: str = "auto",
+    command: str | None = None,
 ) -> CompareResult:
     """Train every selected model on the same split under the same budget and compare them.
 
@@ -103,6 +113,7 @@ def run_compare(
         progress: how each model's phases (train / sample / score) report on stderr:
             ``"auto"``, ``"bar"``, ``"lines"`` or ``"off"`` (see
             :mod:`probpath.training.progress`); ``verbose=False`` turns it off.
+        command: the command line shown in ``report.html`` (default: this process's).
 
     Returns:
         A :class:`CompareResult`; a model that fails is reported in its row's ``status``
@@ -150,6 +161,7 @@ def run_compare(
         train, test, reference, bandwidth, extractor, dev, seed, steps, quick, n_nll,
         figure_samples, progress if verbose else "off",
     )  # fmt: skip
+    floor = _noise_floor(job, probe)
     overheads: list[float] = []
     remaining_neural = len(neural)
     _say(
@@ -192,6 +204,18 @@ def run_compare(
             f"{snapped if extractor.grid else ''}. Pixel-space distances compare mostly "
             "means and covariances, which a fitted Gaussian matches."
         )
+    if floor is not None:
+        optimistic = (
+            " The FD-features floor is optimistic: the feature classifier was trained on "
+            "those training points."
+            if extractor is not None
+            else ""
+        )
+        notes.append(
+            f"[e] noise floor: the same distances between {len(test)} training points (an "
+            "independent draw of the data) and the held-out points — what a perfect model "
+            f"would score at this sample size.{optimistic}"
+        )
     result = CompareResult(
         rows=rows,
         dataset=data.name,
@@ -213,10 +237,13 @@ def run_compare(
             "nll_unit": unit,
         },
         notes=notes,
+        floor=floor,
     )
     result.markdown = format_markdown(result)
     if out_dir is not None:
-        _write_outputs(result, Path(out_dir), figure_samples, test, figure)
+        _write_outputs(result, Path(out_dir), job, figure)
+        page = _report(result, job, command or _command(), dev)
+        result.files["report.html"] = write_report(Path(out_dir) / "report.html", page)
     _say(f"compare: done in {time.perf_counter() - start:.1f} s", verbose)
     return result
 
@@ -237,6 +264,8 @@ class _Job:
     n_nll: int
     figure_samples: dict[str, torch.Tensor]
     progress: str = "off"
+    histories: dict[str, list[dict]] = field(default_factory=dict)
+    densities: dict[str, Any] = field(default_factory=dict)
 
 
 def _compare_one(
@@ -263,6 +292,9 @@ def _compare_one(
         trainer_options={"progress": job.progress, "progress_label": f"{label} train"},
     )
     model = outcome.model
+    job.histories[entry.name] = outcome.history
+    if _cheap_density(model, space):
+        job.densities[entry.name] = RunModel(model, space).log_prob
     row.train_seconds = outcome.seconds
     row.train_steps = outcome.steps
     n = len(job.test)
@@ -375,13 +407,7 @@ def _notes(
     return notes
 
 
-def _write_outputs(
-    result: CompareResult,
-    out_dir: Path,
-    figure_samples: dict[str, torch.Tensor],
-    test: Dataset,
-    figure: bool,
-) -> None:
+def _write_outputs(result: CompareResult, out_dir: Path, job: _Job, figure: bool) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {
         "table.md": result.markdown.encode(),
@@ -400,12 +426,65 @@ def _write_outputs(
     }
     for name, data in files.items():
         result.files[name] = atomic_write_bytes(out_dir / name, data)
-    if figure and figure_samples:
+    if figure and job.figure_samples:
         path = out_dir / "samples.png"
         result.files["samples.png"] = samples_grid(
-            figure_samples, test.x[:64].double(), path, value_range=test.value_range
+            job.figure_samples, job.test.x[:64].double(), path, value_range=job.test.value_range
         )
     result.out_dir = out_dir
+
+
+def _report(result: CompareResult, job: _Job, command: str, device: torch.device) -> str:
+    """``report.html``: the table, sample grids, densities (2-D), training curves."""
+    images = []
+    if "samples.png" in result.files:
+        images.append(("Samples: held-out data and each model", result.files["samples.png"]))
+    if len(job.test.event_shape) == 1 and job.test.event_shape[0] == 2:
+        png = density_figure(job.densities, job.reference)
+        if png is not None:
+            images.append(("Densities of the models with a cheap exact log p", png))
+    png = training_curves_figure(job.histories)
+    if png is not None:
+        images.append(("Training loss of the neural models", png))
+    images = [(t, p.read_bytes() if isinstance(p, Path) else p) for t, p in images]
+    return render_report(result, images, command=command, environment=environment(device))
+
+
+def _command() -> str:
+    argv = sys.argv
+    if argv and Path(argv[0]).name in ("probpath", "__main__.py"):
+        return shlex.join(["probpath", *argv[1:]])
+    return shlex.join(argv) + "  (run_compare called from Python)"
+
+
+def _cheap_density(model, space: DataSpace) -> bool:
+    """Whether a density plot is cheap: exact, unconditional, one pass (no ODE), 2-D data."""
+    caps = model.capabilities
+    return (
+        space.event_shape == (2,)
+        and caps.exact_log_prob
+        and not caps.conditional
+        and (caps.estimator or caps.one_step)
+    )
+
+
+def _noise_floor(job: _Job, space: DataSpace) -> dict[str, float] | None:
+    """The distances between a second draw of the data (training points, as many as held
+    out) and the held-out reference: what a perfect model would score at this sample size."""
+    n = len(job.test)
+    if len(job.train) < n:
+        return None
+    draw = dequantize_held_out(job.train.x[:n].double(), space, job.seed + 3)
+    features = ("fd_features",) if job.extractor is not None else ()
+    scores = sample_metrics(
+        draw,
+        job.reference,
+        bandwidth=job.bandwidth,
+        seed=job.seed,
+        which=("mmd", "swd", "energy", *features),
+        extractor=job.extractor,
+    )
+    return _finite_or_none(scores)
 
 
 def samples_grid(
