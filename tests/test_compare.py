@@ -301,3 +301,23 @@ def test_report_renders_in_headless_chromium(tmp_path):
     pixels = matplotlib.image.imread(shot)[..., :3]
     # not blank: a white page has every pixel equal; text, tables and plots spread them
     assert pixels.std() > 0.05 and (pixels < 0.5).mean() > 0.005
+
+
+def test_sampling_plan_fits_the_budget_and_counts_the_default_nfe():
+    from probpath.compare.budget import FALLBACK_SAMPLER, plan_sampling
+
+    data = _discrete_images(64)
+    space = DataSpace.for_entry(data, "image")
+    model = build_model("ddpm-unet", space.model_event_shape, test=True).eval()
+    with torch.no_grad():
+        model.sample(1, generator=torch.Generator().manual_seed(0))
+    full_nfe = model.sampling_nfe  # the default chain's NFE, counted on a full draw
+    plan = plan_sampling(model, space, 64, 64, None)
+    assert plan.options == {} and plan.n_nll == 64 and "steps" in plan.label
+    # a budget of 1 µs fits nothing: the fallback with its fewest steps, clipped to the range
+    plan = plan_sampling(model, space, 64, 64, 1e-6)
+    assert plan.options["sampler"] == FALLBACK_SAMPLER and plan.options["steps"] == 4
+    assert plan.options["clip_x0"] == (-1.0, 1.0)  # 0..16 mapped to [-1, 1]
+    assert f"default {full_nfe} NFE" in plan.label and plan.n_nll == 8
+    gaussian = build_model("gaussian", (4,))
+    assert plan_sampling(gaussian, space, 64, 64, 1e-6).options == {}

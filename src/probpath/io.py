@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from probpath.catalog import entry_for_class
+from probpath.catalog import entry_for_class, get_entry
 from probpath.core.model import FORMAT_VERSION, Estimator, Model
 from probpath.core.serialization import CheckpointError, load_tensors, read_json
 
@@ -44,9 +44,15 @@ def load(directory: str | Path, device: str = "cpu", *, space: str = "data"):
             f"{meta.get('format_version')!r}, expected {FORMAT_VERSION})"
         )
     try:
-        entry = entry_for_class(meta["class"])
+        name = meta.get("catalog")
+        entry = get_entry(name) if name else entry_for_class(meta["class"])
     except ValueError as exc:
         raise CheckpointError(str(exc)) from None
+    if entry.cls.__name__ != meta["class"]:
+        raise CheckpointError(
+            f"{directory / 'config.json'}: catalog entry {entry.name!r} is a "
+            f"{entry.cls.__name__}, not a {meta['class']}"
+        )
     config = meta.get("config", {})
     if not isinstance(config, dict):
         raise CheckpointError(f"{directory / 'config.json'}: 'config' must be an object")
@@ -63,6 +69,7 @@ def load(directory: str | Path, device: str = "cpu", *, space: str = "data"):
         model.load_fitted(tensors, meta.get("state", {}))
     else:  # pragma: no cover - every catalog class derives from one of the two
         raise CheckpointError(f"{meta['class']} is neither a Model nor an Estimator")
+    model.catalog_name = entry.name
     from probpath.training.seeding import mark_pretrained
 
     mark_pretrained(model)  # Trainer.fit continues from these weights (init="auto")

@@ -97,3 +97,17 @@ def test_fit_accepts_arrays_datasets_and_loaders(tmp_path):
         Trainer(TrainConfig(**cfg, out_dir=str(tmp_path / name))).fit(NoisyDenoiser(), data)
     a, b = (tmp_path / n / "model.safetensors" for n in "tl")
     assert a.read_bytes() == b.read_bytes()
+
+
+def test_config_json_names_the_catalog_entry(tmp_path):
+    # ddpm and ddpm-unet are both DiffusionModel: the class alone cannot tell the image entry
+    model = probpath.build_model("ddpm-unet", (1, 8, 8), test=True)
+    model.save(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["catalog"] == "ddpm-unet"
+    loaded = probpath.load(tmp_path / "m")
+    assert loaded.catalog_name == "ddpm-unet"
+    # without run.json, evaluate finds the image entry and scores image data
+    res = runner.invoke(app, ["evaluate", str(tmp_path / "m"), "--data", "digits", "--n", "20",
+                              "--metrics", "swd", "--quiet"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "20 points of digits" in res.output

@@ -721,9 +721,10 @@ def evaluate(
                     f"on {space.event_shape}"
                 )
         else:
-            from probpath.catalog import entry_for_class
+            from probpath.catalog import entry_for_class, get_entry
 
-            entry = entry_for_class(type(loaded).__name__)
+            name = loaded.catalog_name  # saved in config.json by build_model's models
+            entry = get_entry(name) if name else entry_for_class(type(loaded).__name__)
             why = unfit_reason(entry, test)
             if why is not None:
                 raise _BadInput(f"model {entry.name!r} {why}")

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from probpath.catalog import CatalogEntry, build_model
+from probpath.compare.budget import plan_sampling
 from probpath.compare.evaluation import nll_of, sample_metrics
 from probpath.compare.fitting import (
     draw_samples,
@@ -52,6 +53,9 @@ __all__ = ["QUICK_TRAIN_BUDGET", "run_compare", "samples_grid"]
 QUICK_TRAIN_BUDGET = 100.0
 #: Whole-job target for ``--quick`` (start-up excluded); the per-model share shrinks to keep it.
 _QUICK_DEADLINE = 160.0
+#: With a time budget, sampling and the NLL each get this share of a model's training seconds
+#: (path models switch to a few-step sampler and fewer NLL points to fit; compare.budget).
+_SCORING_SHARE = 0.5
 
 
 def _finite_or_none(d: dict[str, Any]) -> dict[str, Any]:
@@ -150,6 +154,7 @@ def run_compare(
     unit = "bits/dim" if probe.bin_width is not None else "nats/dim"
     neural = [e for e in entries if not e.cls.capabilities.estimator]
     fixed_budget = time_budget
+    scoring_budget = _SCORING_SHARE * time_budget if time_budget else None
     if quick and steps is None and time_budget is None:
         base = QUICK_TRAIN_BUDGET / max(1, len(neural))
     else:
@@ -181,7 +186,8 @@ def run_compare(
             avail = (left - per_overhead * (len(entries) - i + 1)) / max(1, remaining_neural)
             budget = max(0.5, min(base, avail))
         try:
-            row = _compare_one(entry, row, job, budget, f"[{i}/{len(entries)}] {entry.name}")
+            label = f"[{i}/{len(entries)}] {entry.name}"
+            row = _compare_one(entry, row, job, budget, label, scoring_budget)
         except Exception as exc:  # one broken model must not sink the whole comparison
             msg = " ".join(str(exc).split()) or type(exc).__name__
             row.status = f"failed: {type(exc).__name__}: {msg[:120]}"
@@ -269,7 +275,12 @@ class _Job:
 
 
 def _compare_one(
-    entry: CatalogEntry, row: CompareRow, job: _Job, budget: float | None, label: str
+    entry: CatalogEntry,
+    row: CompareRow,
+    job: _Job,
+    budget: float | None,
+    label: str,
+    scoring_budget: float | None,
 ) -> CompareRow:
     caps = entry.cls.capabilities
     space = DataSpace.for_entry(job.train, entry.data)
@@ -300,12 +311,14 @@ def _compare_one(
     n = len(job.test)
     cond = job.test.y if caps.conditional else None
     with phase(f"{label} sample ({n})", mode=job.progress):
-        samples, seconds = draw_samples(model, n, cond=cond, seed=job.seed + 2)
+        plan = plan_sampling(model, space, n, job.n_nll, scoring_budget, seed=job.seed)
+        samples, seconds = draw_samples(model, n, cond=cond, seed=job.seed + 2, **plan.options)
+    row.sampler = plan.label
     row.sample_seconds_per_1k = seconds * 1000.0 / n
     row.nfe = sampling_nfe(model)
     samples = space.to_data(samples.double().cpu())
     job.figure_samples[entry.name] = samples[:64]
-    k = job.n_nll
+    k = plan.n_nll
     with phase(f"{label} score (NLL on {k}, distances on {n})", mode=job.progress):
         nll = nll_of(model, job.reference[:k], space, cond=None if cond is None else cond[:k])
         features = ("fd_features",) if job.extractor is not None else ()
