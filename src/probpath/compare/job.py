@@ -150,7 +150,12 @@ def run_compare(
     probe = DataSpace.for_entry(data)
     reference = dequantize_held_out(test.x.double(), probe, seed + 1)
     bandwidth = median_bandwidth(reference)
-    extractor = _feature_extractor(train, probe, seed)
+    with phase(
+        "compare: feature classifier for FD features",
+        mode=progress if verbose else "off",
+        announce_after=1.0,
+    ):
+        extractor = _feature_extractor(train, probe, seed)
     unit = "bits/dim" if probe.bin_width is not None else "nats/dim"
     neural = [e for e in entries if not e.cls.capabilities.estimator]
     fixed_budget = time_budget
