@@ -95,9 +95,21 @@ def write_report(path: str | Path, page: str) -> Path:
     return atomic_write_bytes(Path(path), page.encode("utf-8"))
 
 
+def _panels(n: int, *, height: float, width: float = 3.0, max_cols: int = 4):
+    """A figure with ``n`` panels in rows of at most ``max_cols`` (spare panels hidden)."""
+    from matplotlib.figure import Figure
+
+    ncols = min(max_cols, n)
+    nrows = math.ceil(n / ncols)
+    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).reshape(-1)
+    for ax in axes[n:]:
+        ax.set_axis_off()
+    return fig, axes[:n]
+
+
 def training_curves_figure(histories: dict[str, list[dict]]) -> bytes | None:
     """Training loss against step, one small panel per neural model (PNG bytes)."""
-    from matplotlib.figure import Figure
 
     from probpath.plotting import figure_bytes
 
@@ -105,10 +117,7 @@ def training_curves_figure(histories: dict[str, list[dict]]) -> bytes | None:
     curves = {k: v for k, v in curves.items() if v}
     if not curves:
         return None
-    ncols = min(4, len(curves))
-    nrows = math.ceil(len(curves) / ncols)
-    fig = Figure(figsize=(3.0 * ncols, 2.4 * nrows), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False).reshape(-1)
+    fig, axes = _panels(len(curves), height=2.4)
     for ax, (name, points) in zip(axes, curves.items()):
         steps, losses = zip(*points)
         ax.plot(steps, losses, lw=1.2, marker="o" if len(steps) < 10 else None, ms=3)
@@ -116,8 +125,6 @@ def training_curves_figure(histories: dict[str, list[dict]]) -> bytes | None:
         ax.set_xlabel("step", fontsize=8)
         ax.set_ylabel("training loss", fontsize=8)
         ax.tick_params(labelsize=7)
-    for ax in axes[len(curves) :]:
-        ax.set_axis_off()
     return figure_bytes(fig)
 
 
@@ -127,20 +134,14 @@ def density_figure(
     """Contours of each model's density over the 2-D held-out data (PNG bytes)."""
     if not densities:
         return None
-    from matplotlib.figure import Figure
 
     from probpath.plotting import figure_bytes, plot_density
 
-    ncols = min(4, len(densities))
-    nrows = math.ceil(len(densities) / ncols)
-    fig = Figure(figsize=(3.0 * ncols, 3.0 * nrows), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False).reshape(-1)
+    fig, axes = _panels(len(densities), height=3.0)
     low, high = float(data.min()), float(data.max())
     pad = 0.1 * (high - low) + 1e-3
     for ax, (name, log_prob) in zip(axes, densities.items()):
         plot_density(ax, log_prob, data, lim=(low - pad, high + pad), n_grid=60,
                      dtype=torch.float64)  # fmt: skip
         ax.set_title(f"{name}: density", fontsize=9)
-    for ax in axes[len(densities) :]:
-        ax.set_axis_off()
     return figure_bytes(fig)
