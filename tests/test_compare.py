@@ -321,3 +321,7 @@ def test_sampling_plan_fits_the_budget_and_counts_the_default_nfe():
     assert f"default {full_nfe} NFE" in plan.label and plan.n_nll == 8
     gaussian = build_model("gaussian", (4,))
     assert plan_sampling(gaussian, space, 64, 64, 1e-6).options == {}
+    # an adaptive likelihood solve has no cost bound: under a budget, fixed RK4 steps
+    adaptive = build_model("ddpm-unet", space.model_event_shape, test=True, likelihood_steps=None)
+    plan = plan_sampling(adaptive, space, 64, 64, 1e-6)
+    assert adaptive.likelihood_steps == 8 and "NLL with 8 RK4 steps" in plan.label

@@ -25,6 +25,8 @@ __all__ = ["FALLBACK_SAMPLER", "SamplingPlan", "plan_sampling"]
 #: The few-step sampler used when the default does not fit (one NFE per step, second order).
 FALLBACK_SAMPLER = "dpmpp_2m"
 _MIN_STEPS, _MAX_STEPS, _MIN_NLL = 4, 50, 8
+#: Fixed RK4 steps of the likelihood ODE under a budget (the catalog's quick setting).
+_LIKELIHOOD_STEPS = 8
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,8 @@ def plan_sampling(
     ``n_nll`` points each take at most about ``budget`` seconds (``None``: no limit).
 
     Only path models are planned (other models sample in one pass); their default is kept
-    when it fits.
+    when it fits. Under a budget, a model whose likelihood ODE is solved adaptively (no bound
+    on its cost) is switched to fixed RK4 steps (``model.likelihood_steps``, said in the label).
     """
     if not is_path_model(model):
         return SamplingPlan({}, n_nll, "")
@@ -95,7 +98,14 @@ def plan_sampling(
         y = y.to(device=device, dtype=dtype) + 0.01 * torch.randn(
             y.shape, generator=g, device=device, dtype=dtype
         )
+        adaptive = model.likelihood_steps is None
+        if adaptive:  # an adaptive solve has no cost bound: probe and use fixed RK4 steps
+            model.likelihood_steps = 1
         per_point = _seconds(lambda: model.log_prob(y)) / 2
+        if adaptive:
+            per_point *= _LIKELIHOOD_STEPS
+            model.likelihood_steps = _LIKELIHOOD_STEPS
+            label += f"; NLL with {_LIKELIHOOD_STEPS} RK4 steps (budget)"
         fits = max(_MIN_NLL, math.floor(budget / max(per_point, 1e-9)))
         if fits < n_nll:
             n_nll = fits

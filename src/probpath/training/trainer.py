@@ -582,7 +582,8 @@ class _Run:
             with catch_signals(catch) as flag:
                 while not self._stop():
                     self._one_step()
-                    bar.update(1, fraction=self.time_fraction)
+                    budget = cfg.time_budget
+                    bar.update(1, fraction=self._seconds() / budget if budget else None)
                     due = cfg.ckpt_every is not None and self.step % cfg.ckpt_every == 0
                     if self.step % cfg.log_every == 0:
                         rec = self._log()
