@@ -25,7 +25,7 @@ th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
 th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
 tr.floor td { font-style: italic; background: #fafafa; }
 img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; }
-code, pre { background: #f6f6f6; padding: 2px 4px; }
+code, pre { background: #f6f6f6; padding: 2px 4px; white-space: pre-wrap; word-break: break-all; }
 """
 
 
