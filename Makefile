@@ -10,7 +10,9 @@ STAMP  := $(VENV)/.probpath-installed
 TORCH_VERSION ?= 2.13.0
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: demo test test-fast lint format bench clean
+CONSTRAINTS := $(VENV)/constraints.txt
+
+.PHONY: demo test test-fast doctest lint format bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +21,7 @@ $(STAMP): $(PY) pyproject.toml
 	@if $(PY) -c "import torch" 2>/dev/null; then \
 	  echo "torch already installed in $(VENV)"; \
 	elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
-	  $(PIP) install -q "torch>=2.1"; \
+	  $(PIP) install -q "torch>=2.3"; \
 	else \
 	  $(PIP) install -q "torch==$(TORCH_VERSION)+cpu" 2>/dev/null \
 	  || $(PIP) install -q torch --index-url $(TORCH_CPU_INDEX); \
@@ -33,6 +35,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
 
+doctest: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules src/probpath
+
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" -x
 
@@ -44,8 +49,13 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format src tests benchmarks examples
 	$(VENV)/bin/ruff check --fix src tests benchmarks examples
 
+# The peers (torchcfm -> torchdyn -> torchvision) would pull a CUDA torch from PyPI: pin torch
+# to the installed build (a local label such as +cpu satisfies "torch==X.Y.Z"), and look on the
+# CPU index first for the torchvision that matches it.
 bench: $(STAMP)
-	$(PIP) install -q -e ".[bench]"
+	$(PY) -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(CONSTRAINTS)
+	$(PIP) install -q -e ".[bench]" -c $(CONSTRAINTS) \
+	  $$($(PY) -c "import torch; print('--extra-index-url $(TORCH_CPU_INDEX)' if '+cpu' in torch.__version__ else '')")
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

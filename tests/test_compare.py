@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -230,3 +231,97 @@ def test_sampling_nfe_hook():
     assert sampling_nfe(Reports()) == 20
     assert sampling_nfe(Silent()) is None
     assert sampling_nfe(OneStep()) == 1
+
+
+def _report_run(tmp_path):
+    """A small comparison on moons: an estimator, a flow (exact, one pass) and a path model."""
+    data = load_dataset("moons", n=400, seed=0)
+    names = ["gaussian", "realnvp", "cfm"]
+    out = tmp_path / "cmp"
+    result = run_compare(names, data, steps=12, out_dir=out, seed=0, n_eval=60, verbose=False,
+                         device="cpu", command="probpath compare --test")  # fmt: skip
+    return result, out / "report.html"
+
+
+def test_report_is_one_self_contained_page(tmp_path):
+    import base64
+    import html as html_lib
+    import re as re_lib
+
+    result, report = _report_run(tmp_path)
+    page = report.read_text()
+    assert result.files["report.html"] == report
+    assert "http://" not in page and "https://" not in page  # nothing to fetch
+    assert "NLL nats/dim ↓" in page and "SW₂ ↓ [b]" in page  # units and directions
+    assert "noise floor [e]" in page and "probpath compare --test" in page
+    assert f"<td>{torch.__version__}</td>" in page
+    pngs = re_lib.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    # samples grid, densities (gaussian and realnvp: exact and one pass), training curves
+    assert len(pngs) == 3
+    assert all(base64.b64decode(p)[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    for row in result.rows:
+        assert f"<td>{html_lib.escape(row.model)}</td>" in page
+    # the floor row: training points vs held-out points, the same metrics as the models
+    assert result.floor is not None and result.floor["swd"] >= 0
+    assert json.loads((tmp_path / "cmp" / "table.json").read_text())["noise_floor"] == (
+        pytest.approx(result.floor)
+    )
+
+
+def _chromium() -> str | None:
+    import shutil
+    import subprocess
+
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    if shutil.which("apt-get") and os.geteuid() == 0:  # the test set-up installs it
+        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], capture_output=True,
+                       timeout=900, check=False)  # fmt: skip
+    return shutil.which("chromium")
+
+
+def test_report_renders_in_headless_chromium(tmp_path):
+    import subprocess
+
+    import matplotlib.image
+
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no Chromium here (apt-get install chromium failed or is not allowed)")
+    _, report = _report_run(tmp_path)
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    url = report.resolve().as_uri()
+    dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True,
+                         timeout=120, check=True).stdout  # fmt: skip
+    assert 'data-images-loaded="3/3"' in dom, dom[-2000:]  # every figure decoded
+    shot = tmp_path / "shot.png"
+    subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1200,2400", url],
+                   capture_output=True, timeout=120, check=True)  # fmt: skip
+    pixels = matplotlib.image.imread(shot)[..., :3]
+    # not blank: a white page has every pixel equal; text, tables and plots spread them
+    assert pixels.std() > 0.05 and (pixels < 0.5).mean() > 0.005
+
+
+def test_sampling_plan_fits_the_budget_and_counts_the_default_nfe():
+    from probpath.compare.budget import FALLBACK_SAMPLER, plan_sampling
+
+    data = _discrete_images(64)
+    space = DataSpace.for_entry(data, "image")
+    model = build_model("ddpm-unet", space.model_event_shape, test=True).eval()
+    with torch.no_grad():
+        model.sample(1, generator=torch.Generator().manual_seed(0))
+    full_nfe = model.sampling_nfe  # the default chain's NFE, counted on a full draw
+    plan = plan_sampling(model, space, 64, 64, None)
+    assert plan.options == {} and plan.n_nll == 64 and "steps" in plan.label
+    # a budget of 1 µs fits nothing: the fallback with its fewest steps, clipped to the range
+    plan = plan_sampling(model, space, 64, 64, 1e-6)
+    assert plan.options["sampler"] == FALLBACK_SAMPLER and plan.options["steps"] == 4
+    assert plan.options["clip_x0"] == (-1.0, 1.0)  # 0..16 mapped to [-1, 1]
+    assert f"default {full_nfe} NFE" in plan.label and plan.n_nll == 8
+    gaussian = build_model("gaussian", (4,))
+    assert plan_sampling(gaussian, space, 64, 64, 1e-6).options == {}
+    # an adaptive likelihood solve has no cost bound: under a budget, fixed RK4 steps
+    adaptive = build_model("ddpm-unet", space.model_event_shape, test=True, likelihood_steps=None)
+    plan = plan_sampling(adaptive, space, 64, 64, 1e-6)
+    assert adaptive.likelihood_steps == 8 and "NLL with 8 RK4 steps" in plan.label

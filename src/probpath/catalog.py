@@ -544,4 +544,6 @@ def build_model(
             f"model {entry.name!r} has no option(s) {unknown}; its options are "
             f"{[p for p in params if p != 'self']}"
         )
-    return entry.cls(**kwargs)
+    model = entry.cls(**kwargs)
+    model.catalog_name = entry.name  # saved in config.json: probpath.load finds this entry
+    return model

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from probpath.catalog import entry_for_class
+from probpath.catalog import entry_for_class, get_entry
 from probpath.core.fitted_specs import check_plain_state, expected_fitted
 from probpath.core.limits import DEFAULT_MAX_PARAMS, ResourceLimitError, build_bounded
 from probpath.core.model import FORMAT_VERSION, Estimator, Model
@@ -31,12 +31,24 @@ from probpath.core.serialization import CheckpointError, TensorInfo, load_tensor
 __all__ = ["load"]
 
 
-def load(directory: str | Path, device: str = "cpu", *, max_params: int = DEFAULT_MAX_PARAMS):
+def load(
+    directory: str | Path,
+    device: str = "cpu",
+    *,
+    space: str = "data",
+    max_params: int = DEFAULT_MAX_PARAMS,
+):
     """Load a model saved with ``model.save(directory)`` (or a run directory of ``fit``).
+
+    Only JSON and safetensors are read; nothing is unpickled.
 
     Args:
         directory: the folder holding ``config.json`` and ``model.safetensors``.
         device: where to put the model.
+        space: ``"data"``: a ``probpath fit`` run directory (with ``run.json``) comes back
+            as a :class:`~probpath.compare.runmodel.RunModel` that samples and scores in the
+            data's own space with the weights ``fit`` evaluated with (EMA), exactly as the
+            CLI; ``"model"``: the bare model and its raw weights.
         max_params: largest number of tensor elements the configuration may ask for; raise
             it only for files you trust.
 
@@ -46,7 +58,13 @@ def load(directory: str | Path, device: str = "cpu", *, max_params: int = DEFAUL
     """
     from probpath.training.checkpoint import MODEL_FILE, committed_file
 
+    if space not in ("data", "model"):
+        raise ValueError(f"space must be 'data' or 'model', got {space!r}")
     directory = Path(directory)
+    if space == "data" and (directory / "run.json").is_file():
+        from probpath.compare.runmodel import load_run_model
+
+        return load_run_model(directory, device, max_params)
     if directory.is_file():
         raise CheckpointError(
             f"{directory} is a file; pass the directory that holds config.json and "
@@ -60,9 +78,15 @@ def load(directory: str | Path, device: str = "cpu", *, max_params: int = DEFAUL
             f"{meta.get('format_version')!r}, expected {FORMAT_VERSION})"
         )
     try:
-        entry = entry_for_class(meta["class"])
+        name = meta.get("catalog")
+        entry = get_entry(name) if name else entry_for_class(meta["class"])
     except ValueError as exc:
         raise CheckpointError(str(exc)) from None
+    if entry.cls.__name__ != meta["class"]:
+        raise CheckpointError(
+            f"{directory / 'config.json'}: catalog entry {entry.name!r} is a "
+            f"{entry.cls.__name__}, not a {meta['class']}"
+        )
     config = meta.get("config", {})
     if not isinstance(config, dict) or not all(isinstance(k, str) for k in config):
         raise CheckpointError(f"{config_path}: 'config' must be an object")
@@ -85,4 +109,8 @@ def load(directory: str | Path, device: str = "cpu", *, max_params: int = DEFAUL
         model.load_fitted(load_tensors(weights, device, expected), state)
     else:  # pragma: no cover - every catalog class derives from one of the two
         raise CheckpointError(f"{meta['class']} is neither a Model nor an Estimator")
+    model.catalog_name = entry.name
+    from probpath.training.seeding import mark_pretrained
+
+    mark_pretrained(model)  # Trainer.fit continues from these weights (init="auto")
     return model

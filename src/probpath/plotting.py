@@ -26,6 +26,7 @@ __all__ = [
     "plot_samples",
     "plot_density",
     "plot_trajectories",
+    "figure_bytes",
     "save_figure",
     "samples_figure",
 ]
@@ -197,9 +198,14 @@ def save_figure(fig: Figure, path: str | Path, *, dpi: int = 100) -> Path:
     """
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower() or "png"
+    return atomic_write_bytes(path, figure_bytes(fig, fmt, dpi=dpi))
+
+
+def figure_bytes(fig: Figure, fmt: str = "png", *, dpi: int = 100) -> bytes:
+    """``fig`` rendered in ``fmt`` (``"png"``, ``"svg"``, ...), e.g. to embed in a page."""
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt, dpi=dpi)
-    return atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def samples_figure(

@@ -296,15 +296,16 @@ def test_python_m_probpath_entry_point():
 
 @pytest.mark.skipif("ddpm" not in CATALOG, reason="ddpm not in the catalog yet")
 def test_sample_clip_x0_keeps_samples_in_the_data_range(tmp_path, gaussian_run):
-    """--clip-x0 clamps x0_hat to the run's data range (digits: 0..16 pixel units); an
-    untrained eps-network sampled by an ODE solver leaves that range without it."""
+    """Clipping x0_hat to the run's data range (digits: 0..16 pixel units; the default on
+    bounded data) keeps samples in range; an untrained eps-network sampled by an ODE solver
+    leaves that range with --no-clip-x0."""
     out = tmp_path / "ddpm"
     res = invoke("fit", "ddpm", "--data", "digits", "--n", "64", "--steps", "1", "--out", out,
                  "--set", 'network={"hidden": [16]}', "--set", "num_steps=100")  # fmt: skip
     assert res.exit_code == 0, res.output
     args = ("sample", out, "--n", "32", "--sampler", "dpmpp_2m", "--steps", "5", "--out")
-    assert invoke(*args, tmp_path / "free.npy").exit_code == 0
-    res = invoke(*args, tmp_path / "clip.npy", "--clip-x0")
+    assert invoke(*args, tmp_path / "free.npy", "--no-clip-x0").exit_code == 0
+    res = invoke(*args, tmp_path / "clip.npy")  # bounded data: clipped by default
     assert res.exit_code == 0, res.output
     free, clipped = np.load(tmp_path / "free.npy"), np.load(tmp_path / "clip.npy")
     assert free.shape == clipped.shape == (32, 1, 8, 8)

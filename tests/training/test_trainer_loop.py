@@ -371,8 +371,12 @@ def test_bad_model_and_data_are_refused():
         Trainer(cfg()).fit(WrongShape().double(), toy_data())
 
 
-def test_progress_bar_only_when_asked_or_on_a_terminal(capsys):
+def test_progress_bar_when_asked_lines_in_a_log(capsys):
     Trainer(cfg(steps=3, progress="on")).fit(Regressor().double(), toy_data())
-    assert "train" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "train" in err and "\r" in err  # tqdm redraws its bar in place
     Trainer(cfg(steps=3, progress="auto")).fit(Regressor().double(), toy_data())
-    assert capsys.readouterr().err == ""  # pytest's captured stderr is not a TTY
+    err = capsys.readouterr().err  # pytest's captured stderr is not a TTY: plain lines
+    assert "\r" not in err and err.splitlines()[-1].startswith("train: 3/3 steps (100 %)")
+    Trainer(cfg(steps=3, progress="off")).fit(Regressor().double(), toy_data())
+    assert capsys.readouterr().err == ""

@@ -259,7 +259,9 @@ def load_run(
     if not directory.exists():
         raise CheckpointError(f"{directory} does not exist; pass the --out directory of fit")
     record = read_run_record(directory)
-    model = load(directory, device=device, max_params=max_params or DEFAULT_MAX_PARAMS)
+    model = load(
+        directory, device=device, space="model", max_params=max_params or DEFAULT_MAX_PARAMS
+    )
     ema_path = directory / EMA_FILE
     use_ema = weights == "ema" or (
         weights == "auto" and record is not None and bool(record.fit.get("used_ema"))

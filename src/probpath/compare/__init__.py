@@ -33,7 +33,14 @@ sampler); one-step models (``capabilities.one_step``) report 1; otherwise the co
 "—" (unknown; never guessed).
 """
 
-from probpath.compare.evaluation import METRICS, HeldOutNLL, evaluate_model, nll_of, sample_metrics
+from probpath.compare.evaluation import (
+    METRICS,
+    HeldOutNLL,
+    evaluate_model,
+    evaluation_data,
+    nll_of,
+    sample_metrics,
+)
 from probpath.compare.fitting import (
     TrainOutcome,
     draw_samples,
@@ -64,6 +71,7 @@ __all__ = [
     "nll_of",
     "sample_metrics",
     "evaluate_model",
+    "evaluation_data",
     "run_compare",
     "format_markdown",
     "samples_grid",

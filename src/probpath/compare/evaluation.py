@@ -15,7 +15,14 @@ from probpath.core.model import is_conditional
 from probpath.data.dataset import Dataset
 from probpath.metrics import median_bandwidth
 
-__all__ = ["METRICS", "HeldOutNLL", "evaluate_model", "nll_of", "sample_metrics"]
+__all__ = [
+    "METRICS",
+    "HeldOutNLL",
+    "evaluate_model",
+    "evaluation_data",
+    "nll_of",
+    "sample_metrics",
+]
 
 #: Metric names understood by :func:`evaluate_model` (and ``probpath evaluate --metrics``).
 METRICS = ("nll", "mmd", "swd", "energy", "fd")
@@ -141,13 +148,17 @@ def evaluate_model(
     n: int | None = None,
     seed: int = 0,
     sample_options: dict[str, Any] | None = None,
+    progress: str = "off",
 ) -> dict[str, Any]:
     """Score a fitted model on held-out ``test`` data (original space).
 
     Returns a dict with the requested metrics (``nll`` as an :class:`HeldOutNLL` dict, the
     distances as floats), ``n`` and the MMD ``bandwidth``. Discrete data is dequantised once
-    (seeded) and every score is computed against that draw.
+    (seeded) and every score is computed against that draw. ``progress`` announces the NLL
+    and sampling phases on stderr (:func:`probpath.training.progress.phase`).
     """
+    from probpath.training.progress import phase
+
     bad = [m for m in metrics if m not in METRICS]
     if bad:
         raise ValueError(f"unknown metric(s) {bad}; choose from {', '.join(METRICS)}")
@@ -157,14 +168,60 @@ def evaluate_model(
     conditional = is_conditional(model)
     result: dict[str, Any] = {"n": n}
     if "nll" in metrics:
-        result["nll"] = asdict(nll_of(model, x, space, cond=y if conditional else None))
+        with phase(f"NLL of {n} points", mode=progress):
+            result["nll"] = asdict(nll_of(model, x, space, cond=y if conditional else None))
     distances = [m for m in metrics if m != "nll"]
     if distances:
-        samples, _ = draw_samples(
-            model, n, cond=y if conditional else None, seed=seed, **(sample_options or {})
-        )
+        with phase(f"{n} samples", mode=progress):
+            samples, _ = draw_samples(
+                model, n, cond=y if conditional else None, seed=seed, **(sample_options or {})
+            )
         samples = space.to_data(samples.double().cpu())
         bw = median_bandwidth(x)
         result["bandwidth"] = bw
         result.update(sample_metrics(samples, x, bandwidth=bw, seed=seed, which=distances))
     return result
+
+
+def _same_source(a: str, b: str) -> bool:
+    from pathlib import Path
+
+    if a == b:
+        return True
+    return Path(a).exists() and str(Path(a).resolve()) == str(b)
+
+
+def evaluation_data(
+    run_data: str,
+    *,
+    run_n: int | None,
+    run_seed: int,
+    holdout: float,
+    data: str | None = None,
+    seed: int = 0,
+) -> tuple[Dataset, str]:
+    """The data ``probpath evaluate`` scores, and a sentence saying what it is.
+
+    The run's held-out split (the share ``fit`` kept aside, drawn again with the run's seed)
+    unless ``data`` names another data set; naming the run's own data also gives the held-out
+    split, never the training points.
+
+    Raises:
+        ValueError: the run kept no held-out data and no other data was named.
+    """
+    from probpath.data import load_dataset
+
+    if data is None or _same_source(data, run_data):
+        if holdout <= 0:
+            raise ValueError(
+                "the run kept no held-out data (fit --holdout 0); pass --data with other data"
+            )
+        full = load_dataset(run_data, n=run_n, seed=run_seed)
+        _, test = full.split(holdout, seed=run_seed)
+        what = (
+            f"the held-out {holdout:.0%} of {full.name} that fit kept aside "
+            f"({len(test)} points, split seed {run_seed})"
+        )
+        return test, what
+    test = load_dataset(data, seed=seed)
+    return test, f"{test.name} as given by --data ({len(test)} points; may overlap training)"

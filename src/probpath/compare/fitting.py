@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from probpath.catalog import CATALOG, CatalogEntry, get_entry
 from probpath.compare.space import DataSpace, dequantize_held_out
 from probpath.core.model import draw
 from probpath.data.dataset import Dataset
+from probpath.training.seeding import seed_everything
 
 __all__ = [
     "TrainOutcome",
@@ -91,6 +92,7 @@ class TrainOutcome:
         final_loss: last logged training loss, if any.
         used_ema: whether ``model`` is the EMA copy.
         run_dir: the Trainer's run directory (``None`` when nothing was written).
+        history: the Trainer's logged records (``step``, ``loss``, ...); empty for estimators.
     """
 
     model: Any
@@ -99,6 +101,7 @@ class TrainOutcome:
     final_loss: float | None = None
     used_ema: bool = False
     run_dir: Path | None = None
+    history: list[dict] = field(default_factory=list)
 
 
 def train_model(
@@ -115,17 +118,22 @@ def train_model(
     out_dir: str | Path | None = None,
     quick: bool = False,
     resume: str | Path | None = None,
+    trainer_options: dict[str, Any] | None = None,
 ) -> TrainOutcome:
     """Fit ``model`` on ``train`` (original space; mapped through ``space`` here).
 
     Estimators are fitted with ``fit`` on one seeded dequantised draw of the data (float64);
     neural models are trained by the shared Trainer (which dequantises every batch of
     discrete data afresh); ``resume`` continues a Trainer run from its last checkpoint.
+    ``trainer_options`` are further :class:`~probpath.training.TrainConfig` fields (e.g.
+    ``progress``, ``progress_label``, ``ckpt_every``, ``ckpt_seconds``); by default the
+    Trainer reports no progress here.
     """
     device = resolve_device(device)
     caps = model.capabilities
     if caps.estimator:
         x = space.to_model(dequantize_held_out(train.x.double(), space, seed)).to(device)
+        seed_everything(seed)  # estimators that draw from the global streams (k-means++ ...)
         t0 = time.perf_counter()
         model.fit(x)
         seconds = time.perf_counter() - t0
@@ -149,7 +157,8 @@ def train_model(
         options["lr"] = lr
     if quick:
         options.update(warmup_steps=10, ema_decay=0.99, log_every=10)
-    config = TrainConfig(**_known_fields(TrainConfig, options))
+    options.update(trainer_options or {})
+    config = TrainConfig(**options)
     t0 = time.perf_counter()
     result = Trainer(config).fit(model, space.model_dataset(train), resume=resume)
     seconds = float(getattr(result, "seconds", None) or time.perf_counter() - t0)
@@ -169,13 +178,9 @@ def train_model(
     if ema is not None and decay is not None and (warm or decay**n_steps < 0.01):
         trained, used_ema = ema, True
     trained.eval()
-    return TrainOutcome(trained, seconds, n_steps, final_loss, used_ema, result.run_dir)
-
-
-def _known_fields(cls, options: dict[str, Any]) -> dict[str, Any]:
-    """Drop options a dataclass does not declare (the Trainer's config may be smaller)."""
-    names = set(getattr(cls, "__dataclass_fields__", {}))
-    return {k: v for k, v in options.items() if not names or k in names}
+    return TrainOutcome(
+        trained, seconds, n_steps, final_loss, used_ema, result.run_dir, list(history)
+    )
 
 
 def sampling_nfe(model) -> int | None:

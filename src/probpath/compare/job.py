@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from probpath.catalog import CatalogEntry, build_model
+from probpath.compare.budget import plan_sampling
 from probpath.compare.evaluation import nll_of, sample_metrics
 from probpath.compare.fitting import (
     draw_samples,
@@ -23,6 +25,13 @@ from probpath.compare.fitting import (
     select_entries,
     train_model,
 )
+from probpath.compare.report import (
+    density_figure,
+    render_report,
+    training_curves_figure,
+    write_report,
+)
+from probpath.compare.runmodel import RunModel
 from probpath.compare.space import DataSpace, dequantize_held_out
 from probpath.compare.table import (
     CompareResult,
@@ -35,6 +44,8 @@ from probpath.compare.table import (
 from probpath.core.serialization import atomic_write_bytes
 from probpath.data.dataset import Dataset
 from probpath.metrics import median_bandwidth
+from probpath.training.progress import format_seconds, phase
+from probpath.training.seeding import environment
 
 __all__ = ["QUICK_TRAIN_BUDGET", "run_compare", "samples_grid"]
 
@@ -42,6 +53,9 @@ __all__ = ["QUICK_TRAIN_BUDGET", "run_compare", "samples_grid"]
 QUICK_TRAIN_BUDGET = 100.0
 #: Whole-job target for ``--quick`` (start-up excluded); the per-model share shrinks to keep it.
 _QUICK_DEADLINE = 160.0
+#: With a time budget, sampling and the NLL each get this share of a model's training seconds
+#: (path models switch to a few-step sampler and fewer NLL points to fit; compare.budget).
+_SCORING_SHARE = 0.5
 
 
 def _finite_or_none(d: dict[str, Any]) -> dict[str, Any]:
@@ -76,6 +90,8 @@ def run_compare(
     test_fraction: float = 0.2,
     verbose: bool = True,
     figure: bool = True,
+    progress: str = "auto",
+    command: str | None = None,
 ) -> CompareResult:
     """Train every selected model on the same split under the same budget and compare them.
 
@@ -96,8 +112,12 @@ def run_compare(
         n_nll: held-out points whose NLL is computed, the first ``n_nll`` of the ``n_eval``
             (default 64 quick — ODE likelihoods are the costly part — else ``n_eval``).
         test_fraction: share of the data held out.
-        verbose: print one progress line per model to stderr.
+        verbose: print one summary line per model to stderr (``False``: nothing at all).
         figure: draw ``samples.png``.
+        progress: how each model's phases (train / sample / score) report on stderr:
+            ``"auto"``, ``"bar"``, ``"lines"`` or ``"off"`` (see
+            :mod:`probpath.training.progress`); ``verbose=False`` turns it off.
+        command: the command line shown in ``report.html`` (default: this process's).
 
     Returns:
         A :class:`CompareResult`; a model that fails is reported in its row's ``status``
@@ -130,10 +150,16 @@ def run_compare(
     probe = DataSpace.for_entry(data)
     reference = dequantize_held_out(test.x.double(), probe, seed + 1)
     bandwidth = median_bandwidth(reference)
-    extractor = _feature_extractor(train, probe, seed)
+    with phase(
+        "compare: feature classifier for FD features",
+        mode=progress if verbose else "off",
+        announce_after=1.0,
+    ):
+        extractor = _feature_extractor(train, probe, seed)
     unit = "bits/dim" if probe.bin_width is not None else "nats/dim"
     neural = [e for e in entries if not e.cls.capabilities.estimator]
     fixed_budget = time_budget
+    scoring_budget = _SCORING_SHARE * time_budget if time_budget else None
     if quick and steps is None and time_budget is None:
         base = QUICK_TRAIN_BUDGET / max(1, len(neural))
     else:
@@ -142,8 +168,10 @@ def run_compare(
     rows: list[CompareRow] = []
     figure_samples: dict[str, torch.Tensor] = {}
     job = _Job(
-        train, test, reference, bandwidth, extractor, dev, seed, steps, quick, n_nll, figure_samples
-    )
+        train, test, reference, bandwidth, extractor, dev, seed, steps, quick, n_nll,
+        figure_samples, progress if verbose else "off",
+    )  # fmt: skip
+    floor = _noise_floor(job, probe)
     overheads: list[float] = []
     remaining_neural = len(neural)
     _say(
@@ -163,7 +191,8 @@ def run_compare(
             avail = (left - per_overhead * (len(entries) - i + 1)) / max(1, remaining_neural)
             budget = max(0.5, min(base, avail))
         try:
-            row = _compare_one(entry, row, job, budget)
+            label = f"[{i}/{len(entries)}] {entry.name}"
+            row = _compare_one(entry, row, job, budget, label, scoring_budget)
         except Exception as exc:  # one broken model must not sink the whole comparison
             msg = " ".join(str(exc).split()) or type(exc).__name__
             row.status = f"failed: {type(exc).__name__}: {msg[:120]}"
@@ -172,7 +201,9 @@ def run_compare(
         elapsed = time.perf_counter() - t_model
         overheads.append(max(0.0, elapsed - (row.train_seconds or 0.0)))
         rows.append(row)
-        _say(_progress_line(i, len(entries), row, elapsed), verbose)
+        so_far = time.perf_counter() - start
+        eta = so_far / i * (len(entries) - i)
+        _say(_progress_line(i, len(entries), row, elapsed, eta), verbose)
 
     notes = _notes(probe, bandwidth, steps, time_budget, base, len(test), n_nll)
     if extractor is not None:
@@ -183,6 +214,18 @@ def run_compare(
             "with a domain classifier instead of Inception (metrics.features)"
             f"{snapped if extractor.grid else ''}. Pixel-space distances compare mostly "
             "means and covariances, which a fitted Gaussian matches."
+        )
+    if floor is not None:
+        optimistic = (
+            " The FD-features floor is optimistic: the feature classifier was trained on "
+            "those training points."
+            if extractor is not None
+            else ""
+        )
+        notes.append(
+            f"[e] noise floor: the same distances between {len(test)} training points (an "
+            "independent draw of the data) and the held-out points — what a perfect model "
+            f"would score at this sample size.{optimistic}"
         )
     result = CompareResult(
         rows=rows,
@@ -205,10 +248,13 @@ def run_compare(
             "nll_unit": unit,
         },
         notes=notes,
+        floor=floor,
     )
     result.markdown = format_markdown(result)
     if out_dir is not None:
-        _write_outputs(result, Path(out_dir), figure_samples, test, figure)
+        _write_outputs(result, Path(out_dir), job, figure)
+        page = _report(result, job, command or _command(), dev)
+        result.files["report.html"] = write_report(Path(out_dir) / "report.html", page)
     _say(f"compare: done in {time.perf_counter() - start:.1f} s", verbose)
     return result
 
@@ -228,10 +274,18 @@ class _Job:
     quick: bool
     n_nll: int
     figure_samples: dict[str, torch.Tensor]
+    progress: str = "off"
+    histories: dict[str, list[dict]] = field(default_factory=dict)
+    densities: dict[str, Any] = field(default_factory=dict)
 
 
 def _compare_one(
-    entry: CatalogEntry, row: CompareRow, job: _Job, budget: float | None
+    entry: CatalogEntry,
+    row: CompareRow,
+    job: _Job,
+    budget: float | None,
+    label: str,
+    scoring_budget: float | None,
 ) -> CompareRow:
     caps = entry.cls.capabilities
     space = DataSpace.for_entry(job.train, entry.data)
@@ -251,29 +305,38 @@ def _compare_one(
         seed=job.seed,
         device=job.device,
         quick=job.quick,
+        trainer_options={"progress": job.progress, "progress_label": f"{label} train"},
     )
     model = outcome.model
+    job.histories[entry.name] = outcome.history
+    if _cheap_density(model, space):
+        job.densities[entry.name] = RunModel(model, space).log_prob
     row.train_seconds = outcome.seconds
     row.train_steps = outcome.steps
     n = len(job.test)
     cond = job.test.y if caps.conditional else None
-    samples, seconds = draw_samples(model, n, cond=cond, seed=job.seed + 2)
+    with phase(f"{label} sample ({n})", mode=job.progress):
+        plan = plan_sampling(model, space, n, job.n_nll, scoring_budget, seed=job.seed)
+        samples, seconds = draw_samples(model, n, cond=cond, seed=job.seed + 2, **plan.options)
+    row.sampler = plan.label
     row.sample_seconds_per_1k = seconds * 1000.0 / n
     row.nfe = sampling_nfe(model)
     samples = space.to_data(samples.double().cpu())
     job.figure_samples[entry.name] = samples[:64]
-    k = job.n_nll
-    nll = nll_of(model, job.reference[:k], space, cond=None if cond is None else cond[:k])
+    k = plan.n_nll
+    with phase(f"{label} score (NLL on {k}, distances on {n})", mode=job.progress):
+        nll = nll_of(model, job.reference[:k], space, cond=None if cond is None else cond[:k])
+        features = ("fd_features",) if job.extractor is not None else ()
+        which = ("mmd", "swd", "energy", *features)
+        scores = sample_metrics(
+            samples,
+            job.reference,
+            bandwidth=job.bandwidth,
+            seed=job.seed,
+            which=which,
+            extractor=job.extractor,
+        )
     row.nll, row.nll_unit, row.nll_kind, row.nll_note = nll.value, nll.unit, nll.kind, nll.note
-    which = ("mmd", "swd", "energy") + (("fd_features",) if job.extractor is not None else ())
-    scores = sample_metrics(
-        samples,
-        job.reference,
-        bandwidth=job.bandwidth,
-        seed=job.seed,
-        which=which,
-        extractor=job.extractor,
-    )
     row.mmd, row.swd, row.energy = scores["mmd"], scores["swd"], scores["energy"]
     row.fd_features = scores.get("fd_features")
     return row
@@ -293,13 +356,14 @@ def _feature_extractor(train: Dataset, space: DataSpace, seed: int):
     return fit_feature_extractor(train.x.double(), train.y, seed=seed, **grid)
 
 
-def _progress_line(i: int, n: int, row: CompareRow, elapsed: float) -> str:
+def _progress_line(i: int, n: int, row: CompareRow, elapsed: float, eta: float) -> str:
+    left = f", ETA {format_seconds(eta)}" if i < n else ""
     if row.status != "ok":
-        return f"[{i}/{n}] {row.model:<16} {row.status} ({elapsed:.1f} s)"
+        return f"[{i}/{n}] {row.model:<16} {row.status} ({elapsed:.1f} s{left})"
     steps = "fit" if row.train_steps is None else f"{row.train_steps} steps"
     return (
         f"[{i}/{n}] {row.model:<16} train {row.train_seconds:6.2f} s ({steps}), "
-        f"NLL {nll_cell(row)}, SW2 {fmt_value(row.swd)}, total {elapsed:.1f} s"
+        f"NLL {nll_cell(row)}, SW2 {fmt_value(row.swd)}, total {elapsed:.1f} s{left}"
     )
 
 
@@ -361,13 +425,7 @@ def _notes(
     return notes
 
 
-def _write_outputs(
-    result: CompareResult,
-    out_dir: Path,
-    figure_samples: dict[str, torch.Tensor],
-    test: Dataset,
-    figure: bool,
-) -> None:
+def _write_outputs(result: CompareResult, out_dir: Path, job: _Job, figure: bool) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {
         "table.md": result.markdown.encode(),
@@ -386,12 +444,65 @@ def _write_outputs(
     }
     for name, data in files.items():
         result.files[name] = atomic_write_bytes(out_dir / name, data)
-    if figure and figure_samples:
+    if figure and job.figure_samples:
         path = out_dir / "samples.png"
         result.files["samples.png"] = samples_grid(
-            figure_samples, test.x[:64].double(), path, value_range=test.value_range
+            job.figure_samples, job.test.x[:64].double(), path, value_range=job.test.value_range
         )
     result.out_dir = out_dir
+
+
+def _report(result: CompareResult, job: _Job, command: str, device: torch.device) -> str:
+    """``report.html``: the table, sample grids, densities (2-D), training curves."""
+    images = []
+    if "samples.png" in result.files:
+        images.append(("Samples: held-out data and each model", result.files["samples.png"]))
+    if len(job.test.event_shape) == 1 and job.test.event_shape[0] == 2:
+        png = density_figure(job.densities, job.reference)
+        if png is not None:
+            images.append(("Densities of the models with a cheap exact log p", png))
+    png = training_curves_figure(job.histories)
+    if png is not None:
+        images.append(("Training loss of the neural models", png))
+    images = [(t, p.read_bytes() if isinstance(p, Path) else p) for t, p in images]
+    return render_report(result, images, command=command, environment=environment(device))
+
+
+def _command() -> str:
+    argv = sys.argv
+    if argv and Path(argv[0]).name in ("probpath", "__main__.py"):
+        return shlex.join(["probpath", *argv[1:]])
+    return shlex.join(argv) + "  (run_compare called from Python)"
+
+
+def _cheap_density(model, space: DataSpace) -> bool:
+    """Whether a density plot is cheap: exact, unconditional, one pass (no ODE), 2-D data."""
+    caps = model.capabilities
+    return (
+        space.event_shape == (2,)
+        and caps.exact_log_prob
+        and not caps.conditional
+        and (caps.estimator or caps.one_step)
+    )
+
+
+def _noise_floor(job: _Job, space: DataSpace) -> dict[str, float] | None:
+    """The distances between a second draw of the data (training points, as many as held
+    out) and the held-out reference: what a perfect model would score at this sample size."""
+    n = len(job.test)
+    if len(job.train) < n:
+        return None
+    draw = dequantize_held_out(job.train.x[:n].double(), space, job.seed + 3)
+    features = ("fd_features",) if job.extractor is not None else ()
+    scores = sample_metrics(
+        draw,
+        job.reference,
+        bandwidth=job.bandwidth,
+        seed=job.seed,
+        which=("mmd", "swd", "energy", *features),
+        extractor=job.extractor,
+    )
+    return _finite_or_none(scores)
 
 
 def samples_grid(

@@ -9,7 +9,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CompareResult", "CompareRow", "csv_text", "fmt_value", "format_markdown", "nll_cell"]
+__all__ = [
+    "CompareResult",
+    "CompareRow",
+    "csv_text",
+    "fmt_value",
+    "format_markdown",
+    "nll_cell",
+    "table_cells",
+]
 
 
 @dataclass
@@ -31,6 +39,7 @@ class CompareRow:
     swd: float | None = None
     energy: float | None = None
     fd_features: float | None = None
+    sampler: str = ""
     status: str = "ok"
 
 
@@ -45,6 +54,7 @@ class CompareResult:
     dim: int
     settings: dict[str, Any]
     notes: list[str]
+    floor: dict[str, float] | None = None
     markdown: str = ""
     out_dir: Path | None = None
     files: dict[str, Path] = field(default_factory=dict)
@@ -58,6 +68,7 @@ class CompareResult:
             "dim": self.dim,
             "settings": self.settings,
             "notes": self.notes,
+            "noise_floor": self.floor,
             "rows": [asdict(r) for r in self.rows],
         }
 
@@ -78,16 +89,14 @@ def nll_cell(row: CompareRow) -> str:
     return f"{row.nll:.3f} ({row.nll_kind})"
 
 
-def format_markdown(result: CompareResult) -> str:
-    """The Markdown table plus footnotes (what ``table.md`` holds and stdout shows)."""
+def table_cells(result: CompareResult) -> tuple[list[str], list[list[str]]]:
+    """Column headers (with units and ↓ = lower is better) and one row of cells per model,
+    plus the noise-floor row when measured: what ``table.md`` and ``report.html`` show."""
     unit = result.settings.get("nll_unit", "nats/dim")
-    head = (
-        f"## probpath compare — {result.dataset} ({result.n_train} train / {result.n_test} "
-        f"held out, {result.dim} dims)\n\n"
-    )
     cols = [
         "model",
         "route (survey §)",
+        "sampler",
         "NFE / sample",
         "train s (steps)",
         "sample s / 1k",
@@ -99,7 +108,7 @@ def format_markdown(result: CompareResult) -> str:
     features = any(r.fd_features is not None for r in result.rows)
     if features:
         cols.append("FD features ↓ [d]")
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    rows = []
     for r in result.rows:
         if r.status != "ok":
             cells = [r.model, f"{r.route} {r.section}", r.status] + [""] * (len(cols) - 3)
@@ -108,6 +117,7 @@ def format_markdown(result: CompareResult) -> str:
             cells = [
                 r.model,
                 f"{r.route} {r.section}",
+                r.sampler or "—",
                 "—" if r.nfe is None else str(r.nfe),
                 f"{fmt_value(r.train_seconds, 3)} ({steps})",
                 fmt_value(r.sample_seconds_per_1k, 3),
@@ -116,6 +126,24 @@ def format_markdown(result: CompareResult) -> str:
                 fmt_value(r.swd),
                 fmt_value(r.energy),
             ] + ([fmt_value(r.fd_features)] if features else [])
+        rows.append(cells)
+    if result.floor:
+        f = result.floor
+        cells = ["noise floor [e]", "held-out data vs training data", "", "", "", "", ""]
+        cells += [fmt_value(f.get("mmd")), fmt_value(f.get("swd")), fmt_value(f.get("energy"))]
+        rows.append(cells + ([fmt_value(f.get("fd_features"))] if features else []))
+    return cols, rows
+
+
+def format_markdown(result: CompareResult) -> str:
+    """The Markdown table plus footnotes (what ``table.md`` holds and stdout shows)."""
+    head = (
+        f"## probpath compare — {result.dataset} ({result.n_train} train / {result.n_test} "
+        f"held out, {result.dim} dims)\n\n"
+    )
+    cols, rows = table_cells(result)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for cells in rows:
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     notes = "\n".join(f"- {n}" for n in result.notes)
     return head + "\n".join(lines) + "\n\n" + notes + "\n"

@@ -185,6 +185,9 @@ class ConfigMixin:
     """
 
     config: dict[str, Any]
+    #: The catalog entry the model was built from (``build_model`` sets it; saved in
+    #: ``config.json`` as ``"catalog"`` so ``probpath.load`` finds the same entry).
+    catalog_name: str | None = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -220,6 +223,8 @@ class ConfigMixin:
                 k: _jsonable(v, f"{type(self).__name__}.{k}") for k, v in self.config.items()
             },
         }
+        if self.catalog_name is not None:
+            meta["catalog"] = self.catalog_name
         if state:
             meta["state"] = _jsonable(state, "state")
         atomic_write_json(directory / "config.json", meta)

@@ -2,6 +2,7 @@
 
 from probpath.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from probpath.training.ema import EMA
+from probpath.training.interrupt import TrainingInterrupted
 from probpath.training.trainer import TrainConfig, Trainer, TrainingError, TrainResult
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "TrainingError",
+    "TrainingInterrupted",
     "load_checkpoint",
     "save_checkpoint",
 ]

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from probpath.training.schedule import LR_SCHEDULES
+from probpath.training.seeding import INIT_MODES
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingError"]
 
 _AMP = ("auto", "bf16", "fp16", "off")
-_PROGRESS = ("auto", "on", "off")
+_PROGRESS = ("auto", "on", "bar", "lines", "off")
 
 
 class TrainingError(RuntimeError):
@@ -52,12 +53,24 @@ class TrainConfig:
         amp: ``"auto"`` (bf16 on CUDA when supported, off on CPU), ``"bf16"``, ``"fp16"``
             (with a gradient scaler) or ``"off"``; mixed precision is CUDA-only.
         device: ``"auto"`` (``cuda`` if available, else ``cpu``), ``"cpu"``, ``"cuda[:N]"``.
-        seed: seeds torch / NumPy / Python RNGs (per rank), the data order and the noise.
+        seed: seeds the initial weights (see ``init``), torch / NumPy / Python RNGs (per
+            rank), the data order and the noise: the same seed gives the same weights.
+        init: ``"auto"`` (re-initialise the weights under ``seed``, unless they come from a
+            fit or from ``probpath.load``), ``"seed"`` (always) or ``"keep"`` (train the
+            weights as given: custom initialisation, fine-tuning);
+            see :func:`probpath.training.seeding.seeded_init`.
         log_every / ckpt_every / sample_every: intervals in steps (``None``: never; a final
             checkpoint is always written when ``out_dir`` is set).
+        ckpt_seconds: also checkpoint when this many seconds passed since the last one
+            (checked at logging steps; ``None``: never). SIGINT / SIGTERM always end training
+            with a checkpoint when ``out_dir`` is set (see ``training.interrupt``).
         n_plot_samples: samples per plot in ``samples/step_XXXXXX.png``.
         out_dir: run directory (``None``: nothing is written).
-        progress: ``"auto"`` (a tqdm bar when stderr is a terminal), ``"on"`` or ``"off"``.
+        overwrite: replace a finished or checkpointed run in ``out_dir`` (otherwise
+            ``fit`` refuses; pass ``resume=out_dir`` to continue it instead).
+        progress: ``"auto"`` (a ``tqdm.auto`` bar in a terminal or a notebook, plain lines
+            every 10 % or 30 s elsewhere), ``"bar"`` (or ``"on"``), ``"lines"`` or ``"off"``.
+        progress_label: what the progress output calls this run.
         dequantize: add uniform noise of one quantisation bin to discrete data
             (``Dataset.discrete``) at every step.
     """
@@ -76,12 +89,16 @@ class TrainConfig:
     amp: str = "auto"
     device: str = "auto"
     seed: int = 0
+    init: str = "auto"
     log_every: int = 50
     ckpt_every: int | None = None
+    ckpt_seconds: float | None = 60.0
     sample_every: int | None = None
     n_plot_samples: int = 512
     out_dir: str | None = None
+    overwrite: bool = False
     progress: str = "auto"
+    progress_label: str = "train"
     dequantize: bool = True
 
     def __post_init__(self):
@@ -97,6 +114,8 @@ class TrainConfig:
         positive_int("ckpt_every", self.ckpt_every, allow_none=True)
         positive_int("sample_every", self.sample_every, allow_none=True)
         positive_int("n_plot_samples", self.n_plot_samples)
+        if self.ckpt_seconds is not None and not self.ckpt_seconds > 0:
+            raise ValueError(f"ckpt_seconds must be positive or None, got {self.ckpt_seconds!r}")
         if self.time_budget is not None and not self.time_budget > 0:
             raise ValueError(f"time_budget must be positive seconds, got {self.time_budget!r}")
         if self.steps is None and self.time_budget is None:
@@ -118,6 +137,8 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1) or None, got {self.ema_decay!r}")
         if self.amp not in _AMP:
             raise ValueError(f"amp must be one of {_AMP}, got {self.amp!r}")
+        if self.init not in INIT_MODES:
+            raise ValueError(f"init must be one of {INIT_MODES}, got {self.init!r}")
         if self.progress not in _PROGRESS:
             raise ValueError(f"progress must be one of {_PROGRESS}, got {self.progress!r}")
 

@@ -1,11 +1,9 @@
-"""What the training loop shows while it runs: a progress bar (quiet when not a TTY) and
-periodic sample plots."""
+"""Periodic sample plots of the training loop (its progress output is ``progress.py``)."""
 
 from __future__ import annotations
 
 import io
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,26 +11,7 @@ import torch
 
 from probpath.core.serialization import atomic_write_bytes
 
-__all__ = ["progress_bar", "save_sample_plot"]
-
-
-def progress_bar(total: int | None, initial: int, enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc="train", file=sys.stderr, dynamic_ncols=True)
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def set_postfix(self, **kw) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
+__all__ = ["save_sample_plot"]
 
 
 def save_sample_plot(samples: torch.Tensor, event_shape, path: Path, step: int) -> None:

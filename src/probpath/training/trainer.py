@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import random
-import sys
 import time
 import warnings
 from dataclasses import asdict
@@ -21,15 +19,14 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from probpath.core.model import Estimator, Model, is_conditional
 from probpath.core.serialization import CheckpointError, atomic_write_bytes, atomic_write_json
-from probpath.core.validation import check_tensor
 from probpath.data.dataset import Dataset
 from probpath.training import checkpoint as ckpt
 from probpath.training.config import TrainConfig, TrainingError, TrainResult
+from probpath.training.data import as_training_data
 from probpath.training.distributed import (
     all_gather_tensors,
     all_reduce_mean_,
@@ -41,9 +38,12 @@ from probpath.training.distributed import (
     setup_distributed,
 )
 from probpath.training.ema import EMA
-from probpath.training.reporting import progress_bar, save_sample_plot
+from probpath.training.interrupt import TrainingInterrupted, catch_signals
+from probpath.training.progress import Progress
+from probpath.training.reporting import save_sample_plot
 from probpath.training.sampler import EpochSampler, derive_seed
 from probpath.training.schedule import lr_factor
+from probpath.training.seeding import environment, mark_pretrained, seed_everything, seeded_init
 
 __all__ = ["TrainConfig", "TrainResult", "Trainer", "TrainingError"]
 
@@ -59,12 +59,6 @@ def _normalize(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _normalize(v) for k, v in value.items()}
     return value
-
-
-def _seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)  # noqa: NPY002 (the legacy global stream models may use)
-    random.seed(seed)
 
 
 def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
@@ -160,19 +154,26 @@ class Trainer:
     # --- entry point ---------------------------------------------------------------------
 
     def fit(self, model, dataset, *, resume: str | Path | None = None) -> TrainResult:
-        """Train ``model`` on ``dataset`` (a :class:`Dataset` or a tensor ``(N, ...)``).
+        """Train ``model`` on ``dataset``.
 
         Args:
             model: a ``Model`` (trained here) or an ``Estimator`` (``model.fit(x)``).
-            dataset: the training data.
+            dataset: the training data: a probpath :class:`Dataset`, a tensor or NumPy
+                array ``(N, ...)``, or a torch ``Dataset`` / ``DataLoader`` of ``x`` or
+                ``(x, y)`` items (read once into memory; the Trainer draws its own seeded
+                batches, see :func:`~probpath.training.data.as_training_data`).
             resume: a run directory to continue from exactly (its last committed
                 checkpoint). Without ``config.out_dir`` the run continues in that folder.
 
         Raises:
             TrainingError: on a non-finite loss or gradient.
+            TrainingInterrupted: SIGINT / SIGTERM arrived; a checkpoint was written.
             CheckpointError: when ``resume`` is not a valid checkpoint of this model.
+            FileExistsError: ``config.out_dir`` holds a finished or checkpointed run and
+                neither ``resume`` nor ``config.overwrite`` says what to do with it.
         """
-        data = self._as_dataset(dataset)
+        data = as_training_data(dataset)
+        _check_out_dir(self.config, resume)
         if isinstance(model, Estimator):
             return self._fit_estimator(model, data)
         if not isinstance(model, Model):
@@ -181,23 +182,13 @@ class Trainer:
             )
         return _Run(self.config, model, data, resume).train()
 
-    @staticmethod
-    def _as_dataset(dataset) -> Dataset:
-        if isinstance(dataset, Dataset):
-            check_tensor(dataset.x, "dataset.x", min_ndim=2)
-            return dataset
-        x = check_tensor(dataset, "dataset", min_ndim=2)
-        if not x.is_floating_point():
-            x = x.float()
-        return Dataset(x=x)
-
     def _fit_estimator(self, model: Estimator, data: Dataset) -> TrainResult:
         cfg = self.config
         x = data.x
         if cfg.dequantize and data.discrete:
             g = torch.Generator(device=x.device).manual_seed(derive_seed(cfg.seed, 0xDE0))
             x = _dequantize(x, _bin_width(data, x), g)
-        _seed_everything(derive_seed(cfg.seed, 0))
+        seed_everything(derive_seed(cfg.seed, 0))
         start = time.perf_counter()
         model.fit(x)
         seconds = time.perf_counter() - start
@@ -210,10 +201,24 @@ class Trainer:
         return TrainResult(model, None, [], 0, seconds, run_dir)
 
 
-def _add_train_config(run_dir: Path, cfg: TrainConfig) -> None:
-    """Add the TrainConfig under ``"train"`` to the ``config.json`` that ``model.save`` wrote."""
+def _check_out_dir(cfg: TrainConfig, resume) -> None:
+    """Refuse to write a fresh run over a finished or checkpointed one (the CLI's rule)."""
+    if cfg.out_dir is None or resume is not None or cfg.overwrite:
+        return
+    out = Path(cfg.out_dir)
+    if (out / "model.safetensors").is_file() or ckpt.has_checkpoint(out):
+        raise FileExistsError(
+            f"{out} already holds a run; continue it with fit(..., resume={str(out)!r}), "
+            "or pass TrainConfig(overwrite=True) to replace it, or choose another out_dir"
+        )
+
+
+def _add_train_config(run_dir: Path, cfg: TrainConfig, device=None) -> None:
+    """Add the TrainConfig (``"train"``) and the :func:`environment` (``"environment"``) to the
+    ``config.json`` that ``model.save`` wrote."""
     meta = json.loads((run_dir / "config.json").read_text())
     meta["train"] = _normalize(asdict(cfg))
+    meta["environment"] = environment(device if device is not None else cfg.device)
     atomic_write_json(run_dir / "config.json", meta)
 
 
@@ -250,7 +255,8 @@ class _Run:
             self.bin_width = _bin_width(data, self.x)
 
         if resume is None:
-            _seed_everything(derive_seed(cfg.seed, self.info.rank))
+            seeded_init(model, cfg.seed, cfg.init)
+            seed_everything(derive_seed(cfg.seed, self.info.rank))
         self.groups = model.optimizer_groups()
         if not self.groups or any(not g.params for g in self.groups.values()):
             raise ValueError(f"{type(model).__name__} has an optimizer group without parameters")
@@ -307,7 +313,7 @@ class _Run:
             self.model.save(run_dir)  # config.json exactly as model.save writes it
         else:
             self.model._write_config(run_dir)
-        _add_train_config(run_dir, self.cfg)
+        _add_train_config(run_dir, self.cfg, self.device)
         lines = "".join(json.dumps(r, allow_nan=False) + "\n" for r in self.history)
         atomic_write_bytes(run_dir / METRICS_FILE, lines.encode())
 
@@ -402,7 +408,7 @@ class _Run:
                 "bit-identical to an uninterrupted one",
                 stacklevel=4,
             )
-            _seed_everything(derive_seed(self.cfg.seed, self.info.rank, self.step))
+            seed_everything(derive_seed(self.cfg.seed, self.info.rank, self.step))
         saved = dict(meta.get("schedule") or {})
         saved.pop("last_lr", None)
         now = self._schedule_record()
@@ -567,28 +573,58 @@ class _Run:
         cfg = self.cfg
         self.t0 = time.perf_counter()
         self.epoch, self.batch_index = self.sampler.epoch, self.sampler.position
-        show = cfg.progress == "on" or (cfg.progress == "auto" and sys.stderr.isatty())
-        bar = progress_bar(cfg.steps, self.step, show and self.info.is_main)
+        mode = cfg.progress if self.info.is_main else "off"
+        bar = Progress(cfg.steps, cfg.progress_label, mode=mode, initial=self.step)
+        last_save = time.perf_counter()
+        # Signals are caught only by a single process that writes (DDP ranks must agree).
+        catch = self.run_dir is not None and not self.info.enabled
         try:
-            while not self._stop():
-                self._one_step()
-                bar.update(1)
-                if self.step % cfg.log_every == 0:
-                    rec = self._log()
-                    bar.set_postfix(loss=f"{rec['loss']:.4g}")
-                if cfg.ckpt_every is not None and self.step % cfg.ckpt_every == 0:
-                    self._save_if_writing()
-                if cfg.sample_every is not None and self.step % cfg.sample_every == 0:
-                    self._plot()
+            with catch_signals(catch) as flag:
+                while not self._stop():
+                    self._one_step()
+                    budget = cfg.time_budget
+                    bar.update(1, fraction=self._seconds() / budget if budget else None)
+                    due = cfg.ckpt_every is not None and self.step % cfg.ckpt_every == 0
+                    if self.step % cfg.log_every == 0:
+                        rec = self._log()
+                        bar.set_postfix(loss=f"{rec['loss']:.4g}")
+                        if cfg.ckpt_seconds is not None:
+                            waited = rank0_float(
+                                time.perf_counter() - last_save, self.info, self.device
+                            )
+                            due = due or waited >= cfg.ckpt_seconds
+                    if due:
+                        self._save_if_writing()
+                        last_save = time.perf_counter()
+                    if cfg.sample_every is not None and self.step % cfg.sample_every == 0:
+                        self._plot()
+                    if flag.name is not None:
+                        self._interrupted(flag.name)
             self._log()
             if self.saved_step != self.step:
                 self._save_if_writing()
         finally:
             bar.close()
         self.model.eval()
+        mark_pretrained(self.model)
         ema_model = self.ema.model if self.ema is not None else None
+        if ema_model is not None:
+            mark_pretrained(ema_model)
         return TrainResult(
             self.model, ema_model, list(self.history), self.step, self._seconds(), self.run_dir
+        )
+
+    def _interrupted(self, signal_name: str) -> None:
+        """Checkpoint the current step and stop with :class:`TrainingInterrupted`."""
+        if self.saved_step != self.step:
+            self._save()
+        raise TrainingInterrupted(
+            f"training interrupted by {signal_name} after step {self.step}; the checkpoint in "
+            f"{self.run_dir} continues it exactly: Trainer(config).fit(model, data, "
+            f"resume={str(self.run_dir)!r})",
+            step=self.step,
+            checkpoint=self.run_dir,
+            signal_name=signal_name,
         )
 
     def _save_if_writing(self) -> None:
