@@ -41,6 +41,14 @@ def compare(
         int | None, typer.Option(help="Held-out points for the NLL (64 quick, else n-eval).")
     ] = None,
     n: Annotated[int | None, typer.Option("--n", help="Use only N samples of the data.")] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            help="Labels of a data file (IDX, .npy or .csv; one integer per sample): labelled "
+            "images get the classifier-feature FD."
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Train every model on the same data under the same budget and compare them.
 
@@ -48,8 +56,9 @@ def compare(
     estimators), then sampled and scored on held-out data: NFE per sample, train time,
     sample time per 1,000, held-out NLL (exact / bound / none), MMD², sliced Wasserstein-2
     and energy distance. Writes OUT/table.md, table.csv, table.json and samples.png and
-    prints the table; progress goes to stderr, one line per model. A model that fails gets
-    a 'failed: ...' row and the others go on.
+    prints the table; progress goes to stderr (each model's train / sample / score phases,
+    with an ETA; --quiet for none). A model that fails gets a 'failed: ...' row and the
+    others go on.
 
     Examples:
 
@@ -58,6 +67,8 @@ def compare(
       probpath compare --models gaussian,gmm,realnvp,ddpm --data moons --time 30
 
       probpath compare --data digits --steps 3000 --out runs/digits --device cuda
+
+      probpath compare --data t10k-images-idx3-ubyte.gz --labels t10k-labels-idx1-ubyte.gz
     """
     from probpath.compare import resolve_device, run_compare, select_entries
 
@@ -77,7 +88,7 @@ def compare(
         resolve_device(device)
         if out.exists() and not out.is_dir():
             raise BadInput(f"--out {out} is a file; choose a directory")
-        dataset = load_data(data, n, seed)
+        dataset = load_data(data, n, seed, labels=labels)
         entries = select_entries(names, dataset)
         if not entries:
             raise BadInput(f"no model in compare can take data of shape {dataset.event_shape}")
@@ -88,7 +99,7 @@ def compare(
     def work():
         result = run_compare(
             names, dataset, steps=steps, time_budget=time_budget, quick=quick, out_dir=out,
-            seed=seed, device=device, n_eval=n_eval, n_nll=n_nll,
+            seed=seed, device=device, n_eval=n_eval, n_nll=n_nll, verbose=not quiet,
         )  # fmt: skip
         typer.echo(result.markdown)
         typer.echo(f"wrote {', '.join(str(p) for p in result.files.values())}", err=True)

@@ -36,11 +36,12 @@ def evaluate(
         int | None,
         typer.Option(help="Raise the bound on the model's weights (tensor elements; default 1e8)."),
     ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Score a fitted model on held-out data: NLL and sample distances, as compare does.
 
-    Without --data the run's own held-out split is used (the share fit kept aside). NLL is in
-    bits/dim for discrete data (uniform dequantisation) and nats/dim otherwise; MMD uses a
+    Without --data (or with the run's own data set) the run's held-out split is scored (the
+    share fit kept aside); the output says what was scored. NLL is in bits/dim for discrete data (uniform dequantisation) and nats/dim otherwise; MMD uses a
     Gaussian kernel with the median-distance bandwidth of the scored data.
 
     Examples:
@@ -49,7 +50,14 @@ def evaluate(
 
       probpath evaluate runs/ddpm --data checkerboard --metrics nll,swd --json
     """
-    from probpath.compare import METRICS, DataSpace, evaluate_model, resolve_device, unfit_reason
+    from probpath.compare import (
+        METRICS,
+        DataSpace,
+        evaluate_model,
+        evaluation_data,
+        resolve_device,
+        unfit_reason,
+    )
 
     def prepare():
         chosen = [m.strip() for m in metrics.split(",") if m.strip()]
@@ -63,15 +71,16 @@ def evaluate(
             raise BadInput(f"--weights must be auto, ema or model, got {weights!r}")
         dev = resolve_device(device)
         loaded, record = load_run(run_dir, dev, weights, max_params)
-        if data is None:
-            if record is None:
-                raise BadInput(f"{run_dir} has no run.json; pass --data")
-            dataset = load_data(record.data, record.n, record.seed)
-            if record.holdout <= 0:
-                raise BadInput("the run kept no held-out data (--holdout 0); pass --data")
-            _, test = dataset.split(record.holdout, seed=record.seed)
+        if record is not None:
+            test, scored = evaluation_data(
+                record.data, run_n=record.n, run_seed=record.seed, holdout=record.holdout,
+                data=data, seed=seed,
+            )  # fmt: skip
+        elif data is None:
+            raise BadInput(f"{run_dir} has no run.json; pass --data")
         else:
             test = load_data(data, None, seed)
+            scored = f"{test.name} as given by --data ({len(test)} points)"
         if record is not None:
             space = record.space
             if tuple(test.event_shape) != space.event_shape:
@@ -80,9 +89,10 @@ def evaluate(
                     f"on {space.event_shape}"
                 )
         else:
-            from probpath.catalog import entry_for_class
+            from probpath.catalog import entry_for_class, get_entry
 
-            entry = entry_for_class(type(loaded).__name__)
+            name = loaded.catalog_name  # saved in config.json by build_model's models
+            entry = get_entry(name) if name else entry_for_class(type(loaded).__name__)
             why = unfit_reason(entry, test)
             if why is not None:
                 raise BadInput(f"model {entry.name!r} {why}")
@@ -91,13 +101,17 @@ def evaluate(
 
         if is_conditional(loaded) and test.y is None:
             raise BadInput("this conditional model needs labelled data")
-        return chosen, loaded, record, test, space
+        return chosen, loaded, record, test, space, scored
 
-    chosen, loaded, record, test, space = prepare()
+    chosen, loaded, record, test, space, scored = prepare()
 
     def work():
         t0 = time.perf_counter()
-        result = evaluate_model(loaded, space, test, metrics=chosen, n=n, seed=seed)
+        result = evaluate_model(
+            loaded, space, test, metrics=chosen, n=n, seed=seed,
+            progress="off" if quiet else "auto",
+        )  # fmt: skip
+        result["scored"] = scored
         result["seconds"] = time.perf_counter() - t0
         result["model"] = record.model if record else type(loaded).__name__
         if as_json:
@@ -137,5 +151,8 @@ def _evaluate_table(result: dict, chosen: list[str]) -> str:
             if m == "mmd":
                 note = f"bandwidth {result['bandwidth']:.4g}, unbiased"
         lines.append(f"| {names[m]} | {value} | {note} |")
-    head = f"{result['model']}: {result['n']} held-out points, {result['seconds']:.1f} s\n\n"
+    head = (
+        f"{result['model']}: {result['n']} points of {result['scored']}, "
+        f"{result['seconds']:.1f} s\n\n"
+    )
     return head + "\n".join(lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -68,6 +69,14 @@ def fit(
         int | None,
         typer.Option(help="Raise the bound on a model's weights (tensor elements; default 1e8)."),
     ] = None,
+    ckpt_every: Annotated[
+        str,
+        typer.Option(
+            help="Checkpoint every N seconds ('60', '60s'), every N steps ('500steps') or "
+            "'off'. Ctrl-C / SIGTERM always checkpoint and print the --resume command."
+        ),
+    ] = "60s",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Train (or fit) one model on a data set and save it as a run directory.
 
@@ -101,9 +110,18 @@ def fit(
     from probpath.compare import DataSpace, resolve_device, unfit_reason
     from probpath.core.limits import DEFAULT_MAX_PARAMS, ResourceLimitError, build_bounded
     from probpath.training.distributed import is_main_process
+    from probpath.training.interrupt import parse_ckpt_every
+    from probpath.training.seeding import seed_everything
 
     entry = get_entry(model)
     kwargs = merge_options(parse_extra_args(ctx.args), parse_set_options(set_ or []))
+    every_steps, every_seconds = parse_ckpt_every(ckpt_every)
+    trainer_options = {
+        "ckpt_every": every_steps,
+        "ckpt_seconds": every_seconds,
+        "progress": "off" if quiet else "auto",
+        "progress_label": f"train {entry.name}",
+    }
     check_positive(steps, "--steps", integer=True)
     check_positive(time_budget, "--time")
     check_positive(batch_size, "--batch-size", integer=True)
@@ -141,6 +159,7 @@ def fit(
     if holdout > 0:
         train, _ = dataset.split(holdout, seed=seed)
     space = DataSpace.for_entry(dataset, entry.data)
+    seed_everything(seed)  # the model is built under the seed (the Trainer re-seeds too)
     try:
         built = build_bounded(
             lambda: build_model(
@@ -172,6 +191,7 @@ def fit(
         entry, kwargs, dev, dataset, train, space, built, target,
         data=data, n=n, seed=seed, holdout=holdout, steps=steps, time_budget=time_budget,
         batch_size=batch_size, lr=lr, quick=quick, resume=resume, fingerprint=fingerprint,
+        trainer_options=trainer_options,
     )  # fmt: skip
 
 
@@ -201,6 +221,7 @@ def _final(resume: Path) -> Path:
 def _fit_run(
     entry, kwargs, dev, dataset, train, space, built, target: Path, *, data, n, seed, holdout,
     steps, time_budget, batch_size, lr, quick, resume=None, fingerprint=None,
+    trainer_options=None,
 ) -> None:  # fmt: skip
     import torch
 
@@ -209,6 +230,7 @@ def _fit_run(
     from probpath.core.serialization import remove_stale_temp_files
     from probpath.training.checkpoint import has_checkpoint
     from probpath.training.distributed import is_main_process
+    from probpath.training.seeding import environment
 
     main_rank = is_main_process()
     staging = Path(resume) if resume is not None else staging_path(target)
@@ -229,7 +251,7 @@ def _fit_run(
         outcome = train_model(
             built, train, space=space, steps=steps, time_budget=time_budget, seed=seed,
             device=dev, batch_size=batch_size, lr=lr, out_dir=staging, quick=quick,
-            resume=resume,
+            resume=resume, trainer_options=trainer_options,
         )  # fmt: skip
         if not main_rank:
             return
@@ -243,17 +265,22 @@ def _fit_run(
             "device": str(dev),
             "options": kwargs,
             "quick": quick,
+            "environment": environment(dev),
         }
         write_run_record(staging, record)
         if staging != target:
             publish(staging, target)
     except BaseException:
-        if main_rank and created and staging.exists():
+        if main_rank and staging.exists():
             if has_checkpoint(staging):  # keep the checkpoints so the run can continue
+                from probpath.training.interrupt import resume_command
+
                 typer.echo(
-                    f"checkpoints kept in {staging}; continue with --resume {staging}", err=True
+                    f"checkpoint kept in {staging}; continue with:\n  "
+                    f"{resume_command(sys.argv, staging)}",
+                    err=True,
                 )
-            else:  # we created it in this call and it holds no checkpoint: ours to remove
+            elif created:  # we created it in this call and it holds no checkpoint: ours
                 shutil.rmtree(staging, ignore_errors=True)
         raise
     what = "fit" if outcome.steps is None else f"{outcome.steps} steps"

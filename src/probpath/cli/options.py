@@ -146,11 +146,14 @@ def check_seed(seed: int) -> None:
         raise BadInput(f"--seed must be in [0, 2**63 - 2], got {seed}")
 
 
-def load_data(data: str, n: int | None, seed: int):
-    """The data set ``data`` (a name or a file), ``n`` samples of it when given."""
+def load_data(data: str, n: int | None, seed: int, labels: Path | None = None):
+    """The data set ``data`` (a name or a file), ``n`` samples of it when given; ``labels``
+    names a file of integer labels for a data file (IDX, .npy or .csv)."""
     from probpath.data import load_dataset
 
-    return load_dataset(data, n=n, seed=seed)
+    if labels is None:
+        return load_dataset(data, n=n, seed=seed)
+    return load_dataset(data, n=n, seed=seed, labels=str(labels))
 
 
 def load_run(run_dir: Path, dev, weights: str, max_params: int | None = None):

@@ -33,6 +33,7 @@ def restore(
 
       probpath restore runs/ddpm-digits --task denoise --sigma-y 3 --input noisy.npy --out d.npy
     """
+    from probpath.compare.runmodel import is_path_model
     from probpath.inverse.restore import RESTORE_TASKS, restore_file
     from probpath.inverse.solvers import SOLVERS
 
@@ -49,7 +50,7 @@ def restore(
     check_positive(steps, "--steps", integer=True)
     check_seed(seed)
     loaded, record = load_run(run_dir, "cpu", "auto")
-    if not hasattr(loaded, "field"):
+    if not is_path_model(loaded):
         raise BadInput("restore needs a path model (ddpm, cfm, score-sde, ...)")
     space = record.space if record is not None else None
     x = restore_file(

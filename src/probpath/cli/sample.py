@@ -46,14 +46,14 @@ def sample(
         ),
     ] = False,
     clip_x0: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--clip-x0",
+            "--clip-x0/--no-clip-x0",
             help="Path models on bounded data (images): clamp every x0 prediction to the "
             "data range (diffusers' clip_sample); keeps ODE samplers of short-trained "
-            "eps-models in range.",
+            "eps-models in range. Default: on for bounded data, as probpath.load does.",
         ),
-    ] = False,
+    ] = None,
     max_params: Annotated[
         int | None,
         typer.Option(
@@ -61,6 +61,7 @@ def sample(
             "elements; default 1e8)."
         ),
     ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Draw samples from a fitted model and save them as .npy (array) or .png (plot).
 
@@ -78,6 +79,7 @@ def sample(
     import torch
 
     from probpath.compare import resolve_device
+    from probpath.compare.runmodel import default_sample_options, is_path_model, model_range
     from probpath.core.limits import DEFAULT_MAX_PARAMS, MAX_SAMPLER_STEPS, check_elements
 
     bound = max_params or DEFAULT_MAX_PARAMS
@@ -99,7 +101,7 @@ def sample(
         loaded, record = load_run(run_dir, dev, weights, bound)
         event = record.space.event_shape if record else getattr(loaded, "event_shape", ())
         check_elements((n, *event), bound, "--n x sample shape", "use a smaller --n")
-        if sampler is not None and hasattr(loaded, "field"):
+        if sampler is not None and is_path_model(loaded):
             from probpath.sampling import SAMPLERS
 
             if sampler not in SAMPLERS:
@@ -108,7 +110,7 @@ def sample(
         from probpath.core.model import is_conditional
 
         cond = None
-        if guidance is not None and not (is_conditional(loaded) and hasattr(loaded, "field")):
+        if guidance is not None and not (is_conditional(loaded) and is_path_model(loaded)):
             raise BadInput("--guidance needs a conditional path model (fit --conditional)")
         if is_conditional(loaded):
             classes = record.num_classes if record is not None else 0
@@ -130,7 +132,7 @@ def sample(
 
     def check_trajectories():
         event = tuple(record.space.event_shape) if record is not None else None
-        if not hasattr(loaded, "field") or event != (2,) or out.suffix.lower() != ".png":
+        if not is_path_model(loaded) or event != (2,) or out.suffix.lower() != ".png":
             raise BadInput(
                 "--trajectories needs a path model (ddpm, cfm, ...) fitted on 2-D data and "
                 "an --out ending in .png"
@@ -141,37 +143,41 @@ def sample(
 
     def clip_range():
         space = record.space if record is not None else None
-        if not hasattr(loaded, "field") or space is None or space.value_range is None:
+        if not is_path_model(loaded) or space is None or space.value_range is None:
             raise BadInput(
                 "--clip-x0 needs a path model (ddpm, cfm, ...) fitted on bounded data "
                 "(images, counts); the data range of this run is unknown"
             )
-        low, high = (space.scale * v + space.shift for v in space.value_range)
-        return (min(low, high), max(low, high))
+        return model_range(space)
 
-    clip = clip_range() if clip_x0 else None
+    clip = None
+    if clip_x0:
+        clip = clip_range()
+    elif clip_x0 is None and record is not None:  # the default probpath.load uses too
+        clip = default_sample_options(loaded, record.space).get("clip_x0")
 
     def keep(info):  # the sampler's callback: the state after every step
         path.append(info["x"].detach().double().cpu())
 
     def draw():
         from probpath.compare import draw_samples
+        from probpath.training.progress import phase
 
+        if (sampler is not None or steps is not None) and not is_path_model(loaded):
+            raise BadInput(
+                f"{type(loaded).__name__} samples in one pass and takes no --sampler/--steps "
+                "options (only path models do: ddpm, cfm, ...); leave them out"
+            )
         extra = {"callback": keep} if trajectories else {}
         if guidance is not None:
             extra["guidance"] = guidance
         if clip is not None:
             extra["clip_x0"] = clip
-        try:
+        mode = "off" if quiet else "auto"
+        with phase(f"sampling {n}", mode=mode, announce_after=2.0):
             x, seconds = draw_samples(
                 loaded, n, cond=cond, seed=seed, sampler=sampler, steps=steps, **extra
             )
-        except TypeError as exc:
-            if sampler is not None or steps is not None:
-                raise BadInput(
-                    f"this model takes no --sampler/--steps options ({exc}); leave them out"
-                ) from None
-            raise
         return x, seconds
 
     x, seconds = draw()
