@@ -41,8 +41,9 @@ def evaluate(
     """Score a fitted model on held-out data: NLL and sample distances, as compare does.
 
     Without --data (or with the run's own data set) the run's held-out split is scored (the
-    share fit kept aside); the output says what was scored. NLL is in bits/dim for discrete data (uniform dequantisation) and nats/dim otherwise; MMD uses a
-    Gaussian kernel with the median-distance bandwidth of the scored data.
+    share fit kept aside); the output says what was scored. NLL is in bits/dim for discrete
+    data (uniform dequantisation) and nats/dim otherwise; MMD uses a Gaussian kernel with the
+    median-distance bandwidth of the scored data.
 
     Examples:
 
