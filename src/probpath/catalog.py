@@ -423,7 +423,14 @@ def _entries() -> list[CatalogEntry]:
     ]
     # --- few-step maps (§3.3; issue 14): 1-4 NFE; `teacher=RUN_DIR` distils a trained model,
     # without one the distillation entries train their own flow-matching teacher jointly ---
-    from probpath.maps import ConsistencyModel, MeanFlow, ProgressiveDistillation, ShortcutModel
+    from probpath.maps import (
+        ConsistencyFlowMatching,
+        ConsistencyModel,
+        MeanFlow,
+        ProgressiveDistillation,
+        RectifiedDistillation,
+        ShortcutModel,
+    )
 
     map_quick = {"network": {"hidden": [128, 128, 128]}}
     map_test = {"network": {"hidden": [8]}}
@@ -444,6 +451,22 @@ def _entries() -> list[CatalogEntry]:
             kwargs={"mode": "training"},
             quick_kwargs=map_quick,
             test_kwargs={**map_test, "n_min": 2, "n_max": 4, "curriculum_steps": 4},
+            data="vector",
+        ),
+        CatalogEntry(
+            "consistency-fm",
+            ConsistencyFlowMatching,
+            "consistency flow matching, 2 segments, velocity consistency (Yang et al.); 2 NFE",
+            quick_kwargs=map_quick,
+            test_kwargs=map_test,
+            data="vector",
+        ),
+        CatalogEntry(
+            "rectified-distillation",
+            RectifiedDistillation,
+            "1-step distillation of a (rectified) flow's ODE map, Euler-parameterised; 1 NFE",
+            quick_kwargs={**map_quick, "teacher_network": {"hidden": [128, 128, 128]}},
+            test_kwargs={**map_test, "teacher_network": {"hidden": [8]}, "pair_steps": 2},
             data="vector",
         ),
         CatalogEntry(
