@@ -313,6 +313,14 @@ class MapModel(Model):
             "map has no tractable Jacobian; use the teacher's log_prob or an MMD / FD metric"
         )
 
+    def start(self, n, cond, generator, x_init) -> torch.Tensor:
+        """The prologue of every ``sample``: check ``n`` and ``cond``; ``x_init`` (validated)
+        or a prior draw at ``t_max``, ``(n, *event_shape)``."""
+        if cond is not None:
+            raise ValueError(f"{type(self).__name__} is unconditional; pass cond=None")
+        n = self.check_n(n)
+        return self.prior(n, generator) if x_init is None else self.check_input(x_init, "x_init")
+
     def _record(self, x: torch.Tensor, nfe: int) -> torch.Tensor:
         self.sampling_nfe = nfe
         return x

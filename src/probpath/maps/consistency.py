@@ -234,15 +234,10 @@ class ConsistencyModel(MapModel):
         ``x0 = f(x_T, t_max)``; for each later time ``tau``: ``x = alpha_tau x0 + sigma_tau z``,
         ``x0 = f(x, tau)``. One NFE per time (``steps``, or ``times`` given explicitly).
         """
-        if cond is not None:
-            raise ValueError(f"{type(self).__name__} is unconditional; pass cond=None")
-        n = self.check_n(n)
-        times = (
-            times
-            if times is not None
-            else self.sample_times(self.check_steps(steps or self.default_steps))
-        )
-        x = self.prior(n, generator) if x_init is None else self.check_input(x_init, "x_init")
+        x = self.start(n, cond, generator, x_init)
+        n = len(x)
+        if times is None:
+            times = self.sample_times(self.check_steps(steps or self.default_steps))
         x0 = self.consistency(x, self.expand(times[0], n))
         for tau in times[1:]:
             t = self.expand(tau, n)

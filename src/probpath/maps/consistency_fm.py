@@ -104,10 +104,8 @@ class ConsistencyFlowMatching(MapModel):
         x_init: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One step per segment from ``t = 1`` (``segments`` NFE)."""
-        if cond is not None:
-            raise ValueError("ConsistencyFlowMatching is unconditional; pass cond=None")
-        n = self.check_n(n)
-        x = self.prior(n, generator) if x_init is None else self.check_input(x_init, "x_init")
+        x = self.start(n, cond, generator, x_init)
+        n = len(x)
         for k in range(self.segments, 0, -1):
             t = self.expand(k / self.segments, n)
             x, _ = self.segment_map(x, t)

@@ -128,11 +128,9 @@ class MeanFlow(MapModel):
         x_init: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``steps`` uniform jumps ``x_r = x_t - (t - r) u(x_t, r, t)`` from ``t = 1`` to 0."""
-        if cond is not None:
-            raise ValueError("MeanFlow is unconditional; pass cond=None")
-        n = self.check_n(n)
+        x = self.start(n, cond, generator, x_init)
+        n = len(x)
         steps = self.check_steps(steps or self.default_steps)
-        x = self.prior(n, generator) if x_init is None else self.check_input(x_init, "x_init")
         t_max, t_min = self.path.t_max, self.path.t_min
         ts = torch.linspace(t_max, t_min, steps + 1, dtype=torch.float64).tolist()
         for t_hi, t_lo in zip(ts[:-1], ts[1:]):

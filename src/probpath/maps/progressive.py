@@ -170,19 +170,8 @@ class ProgressiveDistillation(MapModel):
         x_init: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Deterministic DDIM with the student's current ``N`` steps (or ``steps``) from t = 1."""
-        if cond is not None:
-            raise ValueError("ProgressiveDistillation is unconditional; pass cond=None")
-        n = self.check_n(n)
+        x = self.start(n, cond, generator, x_init)
         steps = self.check_steps(steps or int(self.student_steps))
         grid = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
-        out = sample_path(
-            self.field,
-            (n, *self.event_shape),
-            sampler="ddim",
-            grid=grid,
-            generator=generator,
-            device=self.device,
-            dtype=self.dtype,
-            x_init=None if x_init is None else self.check_input(x_init, "x_init"),
-        )
+        out = sample_path(self.field, x.shape, sampler="ddim", grid=grid, x_init=x)
         return self._record(out.x, out.nfe)

@@ -93,8 +93,6 @@ class RectifiedDistillation(MapModel):
         x_init: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One network call: ``g(eps)``."""
-        if cond is not None:
-            raise ValueError("RectifiedDistillation is unconditional; pass cond=None")
-        n = self.check_n(n)
-        x = self.prior(n, generator) if x_init is None else self.check_input(x_init, "x_init")
+        x = self.start(n, cond, generator, x_init)
+        n = len(x)
         return self._record(self.generate(x), 1)

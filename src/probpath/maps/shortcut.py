@@ -134,11 +134,9 @@ class ShortcutModel(MapModel):
         x_init: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``steps`` jumps ``x <- x - d s(x, t, d)``, ``d = 1 / steps``, from ``t = 1`` to 0."""
-        if cond is not None:
-            raise ValueError("ShortcutModel is unconditional; pass cond=None")
-        n = self.check_n(n)
+        x = self.start(n, cond, generator, x_init)
+        n = len(x)
         steps = self.check_steps(steps or self.default_steps)
-        x = self.prior(n, generator) if x_init is None else self.check_input(x_init, "x_init")
         d = 1.0 / steps
         for i in range(steps):
             t = self.expand(1.0 - i * d, n)
