@@ -69,8 +69,9 @@ def fit(model, data, seconds: float, seed: int, ema: bool = True):
     return trained.eval(), result.steps
 
 
-def train_all(data, dim: int, seconds: float, teacher_seconds: float, seed: int):
-    """Teachers, then students. Yields ``(name, model, steps, budget, [sample options])``."""
+def train_all(data, dim: int, seconds: float, teacher_seconds: float, seed: int, only=None):
+    """Teachers, then students (those named in ``only``, default all). Yields
+    ``(name, model, steps, budget, [sample options])``."""
     cfm, cfm_steps = fit(build_model("cfm", (dim,)), data, teacher_seconds, seed)
     yield "cfm (teacher)", cfm, cfm_steps, teacher_seconds, [{"steps": s} for s in (1, 2, 5, 10)]
     ddpm, ddpm_steps = fit(build_model("ddpm-v", (dim,)), data, teacher_seconds, seed)
@@ -83,21 +84,29 @@ def train_all(data, dim: int, seconds: float, teacher_seconds: float, seed: int)
     )
     total = seconds + teacher_seconds
 
-    rf = build_model("rectified-distillation", (dim,))
-    rf.set_teacher(cfm.field)
-    rf.init_from_teacher()
-    yield ("rf-distill <- cfm", *fit(rf, data, seconds, seed), total, [{}])
-    cd = build_model("consistency", (dim,))
-    cd.set_teacher(cfm.field)
-    yield ("consistency (CD) <- cfm", *fit(cd, data, seconds, seed), total,
-           [{"steps": 1}, {"steps": 2}])  # fmt: skip
+    def wanted(name):
+        return only is None or name in only
+
+    if wanted("rectified-distillation"):
+        rf = build_model("rectified-distillation", (dim,))
+        rf.set_teacher(cfm.field)
+        rf.init_from_teacher()
+        yield ("rf-distill <- cfm", *fit(rf, data, seconds, seed), total, [{}])
+    if wanted("consistency"):
+        cd = build_model("consistency", (dim,))
+        cd.set_teacher(cfm.field)
+        yield ("consistency (CD) <- cfm", *fit(cd, data, seconds, seed), total,
+               [{"steps": 1}, {"steps": 2}])  # fmt: skip
     for name, nfes in (
         ("consistency-training", [{"steps": 1}, {"steps": 2}]),
         ("consistency-fm", [{}]),
         ("meanflow", [{"steps": 1}, {"steps": 2}]),
         ("shortcut", [{"steps": 1}, {"steps": 4}]),
     ):
-        yield (name, *fit(build_model(name, (dim,)), data, seconds, seed), seconds, nfes)
+        if wanted(name):
+            yield (name, *fit(build_model(name, (dim,)), data, seconds, seed), seconds, nfes)
+    if not wanted("progressive-distillation"):
+        return
     pd = build_model(
         "progressive-distillation", (dim,), teacher_steps=16, final_steps=4, round_steps=10**9
     )
@@ -118,7 +127,7 @@ def _nfe(model, options) -> int:
     return int(model.sampling_nfe or 1)
 
 
-def run_digits(seconds, teacher_seconds, seed, curves) -> list[str]:
+def run_digits(seconds, teacher_seconds, seed, curves, only=None) -> list[str]:
     data = load_dataset("digits")
     train, test = data.split(0.2, seed=seed)
     flat = train.x.float().reshape(len(train), -1)
@@ -148,7 +157,7 @@ def run_digits(seconds, teacher_seconds, seed, curves) -> list[str]:
     rows = ["| digits | gaussian (baseline) | - | - | 1 | " + _fmt(base_m) + " | - |"]
     print(rows[-1], flush=True)
     for name, model, steps, budget, options in train_all(
-        x_train, 64, seconds, teacher_seconds, seed
+        x_train, 64, seconds, teacher_seconds, seed, only
     ):
         for opt in options:
             s, _ = _sample_with(model, n, seed, opt)
@@ -166,7 +175,7 @@ def run_digits(seconds, teacher_seconds, seed, curves) -> list[str]:
     return rows
 
 
-def run_toy(dataset, seconds, teacher_seconds, seed, n_eval=2000) -> list[str]:
+def run_toy(dataset, seconds, teacher_seconds, seed, only=None, n_eval=2000) -> list[str]:
     def draw(k, g):
         return make_toy(dataset, k, generator=g)
 
@@ -231,9 +240,11 @@ def main(argv=None) -> None:
     p.add_argument("--datasets", default="digits,moons")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--figure", default=str(FIGURE))
+    p.add_argument("--students", default=None, help="comma-separated catalog names (default all)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     datasets = args.datasets.split(",")
+    only = None if args.students is None else set(args.students.split(","))
     print(
         f"students {args.seconds} s, teachers {args.teacher_seconds} s, {args.threads} "
         f"thread(s), torch {torch.__version__}; {' '.join(sys.argv)}"
@@ -245,13 +256,13 @@ def main(argv=None) -> None:
         )
         print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         curves: dict = {}
-        run_digits(args.seconds, args.teacher_seconds, args.seed, curves)
+        run_digits(args.seconds, args.teacher_seconds, args.seed, curves, only)
         save_figure(curves, Path(args.figure))
     for d in datasets:
         if d != "digits":
             print("| data | model | budget | train steps | NFE | SW2 | floor | SW2/floor |")
             print("|---|---|---|---|---|---|---|---|")
-            run_toy(d, args.seconds, args.teacher_seconds, args.seed)
+            run_toy(d, args.seconds, args.teacher_seconds, args.seed, only)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,10 @@ says that one jump of ``2d`` equals two jumps of ``d`` (their Eq. 5)::
     s(x_t, t, 2d) <- stop_grad( (s(x_t, t, d) + s(x'_{t-d}, t - d, d)) / 2 ),
     x'_{t-d} = x_t - d s(x_t, t, d),
 
-with ``d`` a power of two ``1 / 2^k`` (``2d <= 1``) and ``t`` on the grid of multiples of
-``2d``. A fraction ``consistency_fraction`` of each batch gets the self-consistency target.
+with ``2d`` a power of two from ``1 / max_steps`` to 1 (at the finest level the network is
+queried at ``d = 0``) and ``t`` on the grid of multiples of ``2d``; midpoints and targets are
+clipped (``clip``, as the reference code). A fraction ``consistency_fraction`` of each batch
+gets the self-consistency target.
 
 Time: the paper runs ``t = 0`` noise to ``t = 1`` data; here ``t = 1`` is noise and ``x`` moves
 to smaller ``t`` (``t_paper = 1 - t``; their ``s`` is our ``-s`` up to that flip).
@@ -33,12 +35,29 @@ from probpath.paths.affine import AffinePath
 __all__ = ["ShortcutModel", "shortcut_target"]
 
 
-def shortcut_target(slope_fn: Callable, x_t: torch.Tensor, t: torch.Tensor, d: torch.Tensor):
+def shortcut_target(
+    slope_fn: Callable,
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    d: torch.Tensor,
+    clip: float | None = None,
+    d_query: torch.Tensor | None = None,
+):
     """Two jumps of ``d`` as one slope: ``(s(x_t, t, d) + s(x', t - d, d)) / 2`` with
-    ``x' = x_t - d s(x_t, t, d)`` (Frans et al. 2024, Eq. 5) ``(batch, *event)``."""
-    s1 = slope_fn(x_t, t, d)
+    ``x' = x_t - d s(x_t, t, d)`` (Frans et al. 2024, Eq. 5) ``(batch, *event)``.
+
+    ``clip``: clamp ``x'`` and the target to ``[-clip, clip]`` (the reference code clips both
+    to 4 for data scaled to ``[-1, 1]``): without it an untrained network's large slopes send
+    ``x'`` off the data, where the network extrapolates, and the bootstrap compounds that
+    over the ``log2(max_steps)`` levels until the targets overflow. ``d_query``: the step size
+    the network is asked at (default ``d``; the finest level asks the ``d = 0`` head)."""
+    q = d if d_query is None else d_query
+    s1 = slope_fn(x_t, t, q)
     x_mid = x_t - append_dims(d, x_t) * s1
-    return 0.5 * (s1 + slope_fn(x_mid, t - d, d))
+    if clip is not None:
+        x_mid = x_mid.clamp(-clip, clip)
+    target = 0.5 * (s1 + slope_fn(x_mid, t - d, q))
+    return target if clip is None else target.clamp(-clip, clip)
 
 
 class ShortcutModel(MapModel):
@@ -50,6 +69,8 @@ class ShortcutModel(MapModel):
         max_steps: the finest step ``1 / max_steps`` (a power of two; the paper's 128).
         consistency_fraction: rows of each batch with the self-consistency target.
         teacher: a run directory of a path model whose velocity is the ``d = 0`` target.
+        clip: bound of the bootstrap's midpoints and targets (:func:`shortcut_target`;
+            ``None``: no clipping).
         steps: default number of sampling steps.
     """
 
@@ -64,6 +85,7 @@ class ShortcutModel(MapModel):
         max_steps: int = 128,
         consistency_fraction: float = 0.25,
         teacher: str | None = None,
+        clip: float | None = 4.0,
         steps: int = 1,
     ):
         event_shape = tuple(event_shape)
@@ -81,6 +103,9 @@ class ShortcutModel(MapModel):
         )
         self.max_steps = max_steps
         self.fraction = check_probability(consistency_fraction, "consistency_fraction")
+        if clip is not None and not clip > 0:
+            raise ValueError(f"clip must be positive or None, got {clip!r}")
+        self.clip = clip
         self.default_steps = self.check_steps(steps)
 
     def slope(self, x: torch.Tensor, t: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
@@ -102,7 +127,9 @@ class ShortcutModel(MapModel):
         """``|s(x_t, t, 2d) - (s(x_t, t, d) + s(x', t - d, d)) / 2|^2`` per row (target
         under stop-grad)."""
         n = len(x0)
-        levels = int(math.log2(self.max_steps))  # 2d = 2^-j for j = 0 .. levels - 1
+        # 2d = 2^-j for j = 0 .. log2(max_steps); the finest 2d = 1 / max_steps is built from
+        # two half steps of the d = 0 head (Frans et al.: the smallest step queries d = 0)
+        levels = int(math.log2(self.max_steps)) + 1
         j = torch.randint(0, levels, (n,), device=x0.device)
         two_d = torch.pow(2.0, -j.to(x0.dtype))
         # t = 2d * m with m in {1, ..., 1 / 2d}: a point of the 2d-grid, above t = 0
@@ -111,7 +138,9 @@ class ShortcutModel(MapModel):
         d = 0.5 * two_d
         x_t = self.path.sample(x0, t).x_t
         with torch.no_grad():
-            target = shortcut_target(self.slope, x_t, t, d)
+            finest = two_d <= 1.0 / self.max_steps
+            query = torch.where(finest, torch.zeros_like(d), d)
+            target = shortcut_target(self.slope, x_t, t, d, self.clip, query)
         pred = self.slope(x_t, t, two_d)
         return (pred - target).reshape(n, -1).pow(2).mean(1)
 
