@@ -452,6 +452,79 @@ def _entries() -> list[CatalogEntry]:
             data="vector",
         ),
     ]
+    # --- few-step maps (§3.3; issue 14): 1-4 NFE; `teacher=RUN_DIR` distils a trained model,
+    # without one the distillation entries train their own flow-matching teacher jointly ---
+    from probpath.maps import (
+        ConsistencyFlowMatching,
+        ConsistencyModel,
+        MeanFlow,
+        ProgressiveDistillation,
+        RectifiedDistillation,
+        ShortcutModel,
+    )
+
+    map_quick = {"network": {"hidden": [128, 128, 128]}}
+    map_test = {"network": {"hidden": [8]}}
+    entries += [
+        CatalogEntry(
+            "consistency",
+            ConsistencyModel,
+            "consistency distillation of a flow-matching teacher (Heun step, EMA target); 1 NFE",
+            kwargs={"target_decay": 0.95, "n_min": 18, "n_max": 18, "p_mean": None},
+            quick_kwargs={**map_quick, "teacher_network": {"hidden": [128, 128, 128]}},
+            test_kwargs={**map_test, "teacher_network": {"hidden": [8]}},
+            data="vector",
+        ),
+        CatalogEntry(
+            "consistency-training",
+            ConsistencyModel,
+            "improved consistency training: pseudo-Huber, lognormal noise, curriculum; 1 NFE",
+            kwargs={"mode": "training"},
+            quick_kwargs=map_quick,
+            test_kwargs={**map_test, "n_min": 2, "n_max": 4, "curriculum_steps": 4},
+            data="vector",
+        ),
+        CatalogEntry(
+            "consistency-fm",
+            ConsistencyFlowMatching,
+            "consistency flow matching, 2 segments, velocity consistency (Yang et al.); 2 NFE",
+            quick_kwargs=map_quick,
+            test_kwargs=map_test,
+            data="vector",
+        ),
+        CatalogEntry(
+            "rectified-distillation",
+            RectifiedDistillation,
+            "1-step distillation of a (rectified) flow's ODE map, Euler-parameterised; 1 NFE",
+            quick_kwargs={**map_quick, "teacher_network": {"hidden": [128, 128, 128]}},
+            test_kwargs={**map_test, "teacher_network": {"hidden": [8]}, "pair_steps": 2},
+            data="vector",
+        ),
+        CatalogEntry(
+            "meanflow",
+            MeanFlow,
+            "MeanFlow: average velocity u(x, r, t) by the MeanFlow identity (jvp); 1 NFE",
+            quick_kwargs=map_quick,
+            test_kwargs=map_test,
+            data="vector",
+        ),
+        CatalogEntry(
+            "shortcut",
+            ShortcutModel,
+            "shortcut model: step-size-conditioned velocity, self-consistency; 1 NFE",
+            quick_kwargs=map_quick,
+            test_kwargs=map_test,
+            data="vector",
+        ),
+        CatalogEntry(
+            "progressive-distillation",
+            ProgressiveDistillation,
+            "progressive distillation of a v-prediction DDPM, 64 -> 4 DDIM steps (Salimans & Ho)",
+            quick_kwargs={**map_quick, "round_steps": 300},
+            test_kwargs={**map_test, "teacher_steps": 4, "final_steps": 2, "round_steps": 2},
+            data="vector",
+        ),
+    ]
     return entries
 
 

@@ -5,7 +5,7 @@ __all__ = ["INFO_TEXT"]
 
 INFO_TEXT = "\n".join(
     [
-        "Models (34):",
+        "Models (41):",
         "  name               route        §        likelihood data    summary",
         "  gaussian           likelihood   §1.1.1   exact      vector  one Gaussian, closed-form maximum likelihood (full covariance) (§1.1.1)",
         "  gaussian-sm        score        §1.1.1   exact      vector  one Gaussian by Hyvärinen score matching, closed form (= the MLE) (§1.1.1, Eq. 7) [not in compare]",
@@ -41,6 +41,13 @@ INFO_TEXT = "\n".join(
         "  rectified-flow     velocity     §3.3     exact      vector  rectified flow (straight path, Euler); .reflow() straightens it (§3.3) [labels: --conditional]",
         "  edm                score        §2.5     exact      vector  EDM recipe: preconditioned denoiser, lognormal sigma, lambda(sigma), Heun 18 steps",
         "  sit                velocity     §3.3     exact      vector  SiT: velocity on the GVP interpolant; Heun ODE, or .sample_sde with tunable w(t) [labels: --conditional]",
+        "  consistency        velocity     §3.3     none       vector  consistency distillation of a flow-matching teacher (Heun step, EMA target); 1 NFE",
+        "  consistency-training velocity     §3.3     none       vector  improved consistency training: pseudo-Huber, lognormal noise, curriculum; 1 NFE",
+        "  consistency-fm     velocity     §3.3     none       vector  consistency flow matching, 2 segments, velocity consistency (Yang et al.); 2 NFE",
+        "  rectified-distillation velocity     §3.3     none       vector  1-step distillation of a (rectified) flow's ODE map, Euler-parameterised; 1 NFE",
+        "  meanflow           velocity     §3.3     none       vector  MeanFlow: average velocity u(x, r, t) by the MeanFlow identity (jvp); 1 NFE",
+        "  shortcut           velocity     §3.3     none       vector  shortcut model: step-size-conditioned velocity, self-consistency; 1 NFE",
+        "  progressive-distillation velocity     §3.3     none       vector  progressive distillation of a v-prediction DDPM, 64 -> 4 DDIM steps (Salimans & Ho)",
         "",
         "Paths (noise schedules x_t = alpha_t x0 + sigma_t eps, t = 0 data, 1 noise):",
         "  ddpm               Discrete DDPM variance-preserving schedule (survey §2.4, Eq. 34 and 37).",

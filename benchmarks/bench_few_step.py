@@ -1,0 +1,269 @@
+"""Few-step generators (issue 14 §3): 1-4 NFE models against their teachers at 10-20 NFE.
+
+Protocol of ``bench_quality.py`` (its metric functions are reused): digits on the 17 grey
+levels scaled to [-1, 1], samples snapped back to the pixel grid and judged against the
+held-out split by SW2, MMD, energy distance, the Fréchet distance (FD) and precision / recall
+in a digits classifier's features, next to the single-Gaussian baseline; and one 2-D toy
+(moons) by SW2 next to its two-sample noise floor.
+
+Budgets: every teacher trains ``--teacher-seconds`` of wall time; every student
+``--seconds`` more (its total is the sum, reported in the ``budget`` column). Teachers:
+``cfm`` (Heun, 10 steps) and ``ddpm-v`` (DPM-Solver++ 2M, 10 and 20 steps). Students:
+rectified-flow distillation of the cfm teacher's ODE map (no reflow round: 1-RF) @1,
+consistency distillation of the cfm teacher @1/@2, consistency training @1/@2,
+consistency-FM @2, MeanFlow @1, shortcut @1/@4 (these four train from data alone: budget =
+``--seconds``), progressive distillation of the ddpm-v teacher 16 -> 8 -> 4 DDIM steps in two
+time-budgeted rounds @4. Goals: every 1-2 NFE model beats the Gaussian on every metric; the
+best 1-NFE FD within 1.5x of its teacher's at 10 steps. The FD-vs-NFE curves go to
+``benchmarks/figures/few_step_fd_vs_nfe.png``.
+
+Run:  .venv/bin/python benchmarks/bench_few_step.py --seconds 60 --teacher-seconds 60 \
+          --threads 2 [--datasets digits,moons]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from bench_quality import GRID, _sample, _sw2
+from probpath.catalog import build_model
+from probpath.data import Dataset, load_dataset, make_toy
+from probpath.metrics import (
+    energy_distance,
+    feature_frechet_distance,
+    feature_precision_recall,
+    fit_feature_extractor,
+    mmd,
+    quantize,
+)
+from probpath.metrics.floor import noise_floor
+from probpath.training import TrainConfig, Trainer
+
+__all__ = ["main"]
+
+FIGURE = Path(__file__).parent / "figures" / "few_step_fd_vs_nfe.png"
+
+
+def fit(model, data, seconds: float, seed: int, ema: bool = True):
+    """The Trainer for ``seconds`` of wall time (bench_quality's settings: AdamW 2e-3, 50
+    warm-up steps, cosine decay over the budget, batch 256, EMA 0.999)."""
+    torch.manual_seed(seed)
+    cfg = TrainConfig(
+        steps=None,
+        time_budget=seconds,
+        batch_size=256,
+        lr=2e-3,
+        warmup_steps=50,
+        seed=seed,
+        progress="off",
+        log_every=10_000,
+        ema_decay=0.999 if ema else None,
+    )
+    result = Trainer(cfg).fit(model, data)
+    trained = result.ema_model if result.ema_model is not None else result.model
+    return trained.eval(), result.steps
+
+
+def train_all(data, dim: int, seconds: float, teacher_seconds: float, seed: int, only=None):
+    """Teachers, then students (those named in ``only``, default all). Yields
+    ``(name, model, steps, budget, [sample options])``."""
+    cfm, cfm_steps = fit(build_model("cfm", (dim,)), data, teacher_seconds, seed)
+    yield "cfm (teacher)", cfm, cfm_steps, teacher_seconds, [{"steps": s} for s in (1, 2, 5, 10)]
+    ddpm, ddpm_steps = fit(build_model("ddpm-v", (dim,)), data, teacher_seconds, seed)
+    yield (
+        "ddpm-v (teacher)",
+        ddpm,
+        ddpm_steps,
+        teacher_seconds,
+        [{"steps": s} for s in (2, 5, 10, 20)],
+    )
+    total = seconds + teacher_seconds
+
+    def wanted(name):
+        return only is None or name in only
+
+    if wanted("rectified-distillation"):
+        rf = build_model("rectified-distillation", (dim,))
+        rf.set_teacher(cfm.field)
+        rf.init_from_teacher()
+        yield ("rf-distill <- cfm", *fit(rf, data, seconds, seed), total, [{}])
+    if wanted("consistency"):
+        cd = build_model("consistency", (dim,))
+        cd.set_teacher(cfm.field)
+        yield ("consistency (CD) <- cfm", *fit(cd, data, seconds, seed), total,
+               [{"steps": 1}, {"steps": 2}])  # fmt: skip
+    for name, nfes in (
+        ("consistency-training", [{"steps": 1}, {"steps": 2}]),
+        ("consistency-fm", [{}]),
+        ("meanflow", [{"steps": 1}, {"steps": 2}]),
+        ("shortcut", [{"steps": 1}, {"steps": 4}]),
+    ):
+        if wanted(name):
+            yield (name, *fit(build_model(name, (dim,)), data, seconds, seed), seconds, nfes)
+    if not wanted("progressive-distillation"):
+        return
+    pd = build_model(
+        "progressive-distillation", (dim,), teacher_steps=16, final_steps=4, round_steps=10**9
+    )
+    pd.set_teacher(ddpm.field)
+    pd.init_from_teacher()
+    steps = 0
+    for r in range(2):  # two time-budgeted rounds: 16 -> 8, 8 -> 4 (no EMA across rounds)
+        if r:
+            pd.next_round()
+        pd, k = fit(pd, data, seconds / 2, seed, ema=False)
+        steps += k
+        pd.train()
+    pd.eval()
+    yield "progressive <- ddpm-v", pd, steps, total, [{"steps": 4}, {"steps": 8}]
+
+
+def _nfe(model, options) -> int:
+    return int(model.sampling_nfe or 1)
+
+
+def run_digits(seconds, teacher_seconds, seed, curves, only=None) -> list[str]:
+    data = load_dataset("digits")
+    train, test = data.split(0.2, seed=seed)
+    flat = train.x.float().reshape(len(train), -1)
+    x_train = Dataset(flat / 8.0 - 1.0, value_range=(-1.0, 1.0), discrete=False, n_levels=17)
+    ref = test.x.float().reshape(len(test), -1)
+    n = len(ref)
+    extractor = fit_feature_extractor(
+        flat, train.y, seed=seed, n_levels=GRID[0], value_range=GRID[1]
+    )
+
+    def metrics(s):
+        s = quantize((s.float() + 1.0) * 8.0, *GRID)
+        pr = feature_precision_recall(ref, s, extractor)
+        return (
+            _sw2(s, ref),
+            mmd(s, ref),
+            energy_distance(s, ref),
+            feature_frechet_distance(s, ref, extractor),
+            pr.precision,
+            pr.recall,
+        )
+
+    base = build_model("gaussian", (64,))
+    g = torch.Generator().manual_seed(seed)
+    base.fit((flat + torch.rand(flat.shape, generator=g) - 0.5).double() / 8.0 - 1.0)
+    base_m = metrics(base.sample(n, generator=torch.Generator().manual_seed(seed)))
+    rows = ["| digits | gaussian (baseline) | - | - | 1 | " + _fmt(base_m) + " | - |"]
+    print(rows[-1], flush=True)
+    for name, model, steps, budget, options in train_all(
+        x_train, 64, seconds, teacher_seconds, seed, only
+    ):
+        for opt in options:
+            s, _ = _sample_with(model, n, seed, opt)
+            m = metrics(s)
+            nfe = _nfe(model, opt)
+            beats = all(a < b for a, b in zip(m[:4], base_m[:4])) and all(
+                a > b for a, b in zip(m[4:], base_m[4:])
+            )
+            curves.setdefault(name, []).append((nfe, m[3]))
+            rows.append(
+                f"| digits | {name} | {budget:.0f} s | {steps} | {nfe} | {_fmt(m)} "
+                f"| {'yes' if beats else 'no'} |"
+            )
+            print(rows[-1], flush=True)
+    return rows
+
+
+def run_toy(dataset, seconds, teacher_seconds, seed, only=None, n_eval=2000) -> list[str]:
+    def draw(k, g):
+        return make_toy(dataset, k, generator=g)
+
+    train = draw(20_000, torch.Generator().manual_seed(seed))
+    held_out = draw(n_eval, torch.Generator().manual_seed(seed + 1))
+    floor = noise_floor(draw, n_eval, _sw2, repeats=3, generator=torch.Generator().manual_seed(7))
+    rows = []
+    for name, model, steps, budget, options in train_all(train, 2, seconds, teacher_seconds, seed):
+        for opt in options:
+            s, _ = _sample_with(model, n_eval, seed, opt)
+            sw = _sw2(s, held_out)
+            rows.append(
+                f"| {dataset} | {name} | {budget:.0f} s | {steps} | {_nfe(model, opt)} "
+                f"| {sw:.4f} | {floor:.4f} | {sw / floor:.2f} |"
+            )
+            print(rows[-1], flush=True)
+    return rows
+
+
+def _sample_with(model, n, seed, options):
+    if not options:
+        return _sample(model, n, seed)
+    g = torch.Generator().manual_seed(seed)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        s = model.sample(n, generator=g, **options)
+    return s, time.perf_counter() - t0
+
+
+def _fmt(m) -> str:
+    return " | ".join(f"{v:.4g}" for v in m)
+
+
+def save_figure(curves: dict, path: Path) -> None:
+    """FD in the classifier's features against NFE, one line per model (log-log)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name, pts in curves.items():
+        pts = sorted(pts)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("NFE per sample")
+    ax.set_ylabel("FD (digits classifier features)")
+    ax.set_title("Few-step generators vs their teachers (digits)")
+    ax.legend(fontsize=7)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=float, default=60.0, help="student training time")
+    p.add_argument("--teacher-seconds", type=float, default=60.0, help="teacher training time")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--datasets", default="digits,moons")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--figure", default=str(FIGURE))
+    p.add_argument("--students", default=None, help="comma-separated catalog names (default all)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    datasets = args.datasets.split(",")
+    only = None if args.students is None else set(args.students.split(","))
+    print(
+        f"students {args.seconds} s, teachers {args.teacher_seconds} s, {args.threads} "
+        f"thread(s), torch {torch.__version__}; {' '.join(sys.argv)}"
+    )
+    if "digits" in datasets:
+        print(
+            "| data | model | budget | train steps | NFE | SW2 | MMD | energy | FD features "
+            "| precision | recall | beats Gaussian |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        curves: dict = {}
+        run_digits(args.seconds, args.teacher_seconds, args.seed, curves, only)
+        save_figure(curves, Path(args.figure))
+    for d in datasets:
+        if d != "digits":
+            print("| data | model | budget | train steps | NFE | SW2 | floor | SW2/floor |")
+            print("|---|---|---|---|---|---|---|---|")
+            run_toy(d, args.seconds, args.teacher_seconds, args.seed, only)
+
+
+if __name__ == "__main__":
+    main()
