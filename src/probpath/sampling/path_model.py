@@ -4,7 +4,7 @@ A path model is a network on an affine path ``x_t = alpha_t x0 + sigma_t eps`` w
 :class:`~probpath.paths.parameterization.Prediction` — i.e. a
 :class:`~probpath.paths.field.PathField` — plus a training objective. Everything else is
 shared: sampling goes through :func:`~probpath.sampling.samplers.sample_path` (any sampler
-of :data:`~probpath.sampling.samplers.SAMPLERS`, NFE counted) and ``log_prob`` through the
+of :data:`~probpath.sampling.samplers.SAMPLER_SPECS`, NFE counted) and ``log_prob`` through the
 probability-flow ODE likelihood (survey Eq. 55,
 :func:`~probpath.sampling.likelihood.ode_log_prob`).
 Subclasses (``DiffusionModel``, ``NCSN``, ``ScoreSDE`` in :mod:`probpath.score.diffusion`;
@@ -30,7 +30,7 @@ from probpath.paths.affine import AffinePath
 from probpath.paths.field import PathField
 from probpath.paths.parameterization import Prediction
 from probpath.sampling.likelihood import ode_log_prob
-from probpath.sampling.samplers import SAMPLERS, sample_path
+from probpath.sampling.samplers import get_sampler, sample_path
 
 __all__ = ["PathModel", "build_path_network"]
 
@@ -64,7 +64,7 @@ class PathModel(Model):
         path: the :class:`~probpath.paths.affine.AffinePath`.
         prediction: what the network predicts.
         network: ``network(x_t, t, cond) -> (batch, *event)``.
-        sampler: default sampler name (a key of ``SAMPLERS``).
+        sampler: default sampler name (a key of ``SAMPLER_SPECS``).
         steps: default number of sampler steps.
         sampler_options: default keyword options of ``sample_path`` (``grid``, ``t_min``,
             ``final_zero``, sampler options such as ``n_steps``).
@@ -99,7 +99,7 @@ class PathModel(Model):
         # path (iterating the parameters costs more than the CFM objective itself)
         self.register_buffer("_probe", torch.zeros(()), persistent=False)
         self.event_shape = check_event_shape(event_shape)
-        check_choice(sampler, "sampler", tuple(SAMPLERS))
+        get_sampler(sampler)
         check_choice(likelihood_trace, "likelihood_trace", ("auto", "exact", "hutchinson"))
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be a positive integer, got {steps!r}")
@@ -162,7 +162,7 @@ class PathModel(Model):
             n: number of samples (>= 1).
             cond: labels ``(n,)`` for a class-conditional network.
             generator: for the prior draw and the sampler's noise (reproducible samples).
-            sampler: a key of :data:`~probpath.sampling.samplers.SAMPLERS` (default: the
+            sampler: a key of ``SAMPLER_SPECS`` (default: the
                 model's); e.g. ``"dpmpp_2m"``, ``"heun"``, ``"ancestral"``, ``"pc"``.
             steps: number of steps (default: the model's).
             **options: more ``sample_path`` options (``grid``, ``eta``, ``snr``, ...).
@@ -170,8 +170,9 @@ class PathModel(Model):
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive integer number of samples, got {n!r}")
         name = sampler or self.default_sampler
+        get_sampler(name)  # a bad name: one-line ValueError before any lookup
         opts = self.grid_defaults(name, steps or self.default_steps)
-        if sampler is None:
+        if name == self.default_sampler:  # naming the default sampler == not naming it
             opts.update(self.sampler_options)
         opts.update(options)
         out = sample_path(

@@ -13,63 +13,49 @@ counted, not guessed: :func:`sample_path` wraps the field with
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import torch
 
 from probpath.paths.field import ClippedField, Field, count_nfe
-from probpath.sampling.ode import (
-    sample_adaptive,
-    sample_dpm_solver_1,
-    sample_dpm_solver_2,
-    sample_dpm_solver_3,
-    sample_dpmpp_2m,
-    sample_dpmpp_3m,
-    sample_euler,
-    sample_heun,
-    sample_rk4,
-)
-from probpath.sampling.sde import (
-    sample_ancestral,
-    sample_annealed_langevin,
-    sample_ddim,
-    sample_edm_heun,
-    sample_euler_maruyama,
-    sample_langevin,
-    sample_pc,
-)
+from probpath.sampling import multistep, ode, sde
+from probpath.sampling.loop import SamplerSpec, as_function, run_sampler
 from probpath.sampling.timesteps import check_grid, make_grid
 
-__all__ = ["SAMPLERS", "DEFAULT_SPACING", "SampleOutput", "sample_path"]
+__all__ = [
+    "SAMPLER_SPECS",
+    "SAMPLERS",
+    "DEFAULT_SPACING",
+    "SampleOutput",
+    "get_sampler",
+    "sample_path",
+]
 
-SAMPLERS = {
-    "euler": sample_euler,
-    "heun": sample_heun,
-    "rk4": sample_rk4,
-    "adaptive": sample_adaptive,
-    "ddim": sample_ddim,
-    "dpm_solver_1": sample_dpm_solver_1,
-    "dpm_solver_2": sample_dpm_solver_2,
-    "dpm_solver_3": sample_dpm_solver_3,
-    "dpmpp_2m": sample_dpmpp_2m,
-    "dpmpp_3m": sample_dpmpp_3m,
-    "edm_heun": sample_edm_heun,
-    "ancestral": sample_ancestral,
-    "euler_maruyama": sample_euler_maruyama,
-    "pc": sample_pc,
-    "langevin": sample_langevin,
-    "annealed_langevin": sample_annealed_langevin,
-}
+#: the registry: every sampler's :class:`~probpath.sampling.loop.SamplerSpec`, by name (read by
+#: ``probpath info``, the CLI, ``compare``, the models and ``tests/sampling/test_registry.py``)
+SAMPLER_SPECS: Mapping[str, SamplerSpec] = MappingProxyType(
+    {spec.name: spec for spec in (*ode.SPECS, *multistep.SPECS, *sde.SPECS)}
+)
 
-# grid spacing each sampler works best with (lambda-space solvers: log-SNR)
-DEFAULT_SPACING = {name: "log_snr" for name in SAMPLERS} | {
-    "euler": "uniform",
-    "heun": "uniform",
-    "rk4": "uniform",
-    "euler_maruyama": "uniform",
-    "pc": "uniform",
-    "edm_heun": "edm",
-}
+#: ``sample_<name>(field, x_init, ts, *, generator, callback, cond, **options)`` by name
+SAMPLERS = MappingProxyType({name: as_function(spec) for name, spec in SAMPLER_SPECS.items()})
+
+#: the grid spacing each sampler defaults to
+DEFAULT_SPACING = MappingProxyType({name: spec.spacing for name, spec in SAMPLER_SPECS.items()})
+
+
+def get_sampler(name: str) -> SamplerSpec:
+    """The :class:`~probpath.sampling.loop.SamplerSpec` called ``name`` (``ValueError`` listing
+    the registered names otherwise)."""
+    spec = SAMPLER_SPECS.get(name) if isinstance(name, str) else None
+    if spec is None:
+        raise ValueError(
+            f"sampler must be one of {', '.join(map(repr, SAMPLER_SPECS))}; got {name!r} "
+            "(see `probpath info`)"
+        )
+    return spec
 
 
 @dataclass(frozen=True)
@@ -121,10 +107,7 @@ def sample_path(
     Returns:
         :class:`SampleOutput` with ``x``, the counted ``nfe`` and the grid ``ts``.
     """
-    if sampler not in SAMPLERS:
-        raise ValueError(
-            f"sampler must be one of {', '.join(map(repr, SAMPLERS))}; got {sampler!r}"
-        )
+    spec = get_sampler(sampler)
     if not isinstance(field, Field):
         raise ValueError(f"field must be a probpath Field, got {type(field).__name__}")
     shape = tuple(int(s) for s in shape)
@@ -132,8 +115,8 @@ def sample_path(
         raise ValueError(f"shape must be (n, *event_shape) with n >= 1, got {shape}")
     path = field.path
     if grid is None or isinstance(grid, str):
-        spacing = grid or DEFAULT_SPACING[sampler]
-        ts = make_grid(path, steps, spacing, t_min=t_min, final_zero=final_zero)
+        steps = spec.fixed_steps or steps
+        ts = make_grid(path, steps, grid or spec.spacing, t_min=t_min, final_zero=final_zero)
     else:
         ts = check_grid(grid, "grid")
     if x_init is None:
@@ -143,7 +126,7 @@ def sample_path(
             raise ValueError(f"clip_x0 must be a pair (low, high), e.g. (-1, 1); got {clip_x0!r}")
         field = ClippedField(field, *clip_x0)
     counted = count_nfe(field)
-    x = SAMPLERS[sampler](
-        counted, x_init, ts, generator=generator, callback=callback, cond=cond, **options
+    x = run_sampler(
+        spec, counted, x_init, ts, generator=generator, callback=callback, cond=cond, **options
     )
     return SampleOutput(x=x, nfe=counted.nfe, ts=ts)
