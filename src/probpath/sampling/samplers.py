@@ -46,6 +46,16 @@ SAMPLERS = MappingProxyType({name: as_function(spec) for name, spec in SAMPLER_S
 DEFAULT_SPACING = MappingProxyType({name: spec.spacing for name, spec in SAMPLER_SPECS.items()})
 
 
+def default_grid(
+    path, steps: int, spec: SamplerSpec, *, t_min: float | None = None, final_zero: bool = True
+) -> torch.Tensor:
+    """The grid :func:`sample_path` uses when none is given: ``spec``'s spacing from the
+    path's ``t_max`` to ``t_min`` (then 0)."""
+    return make_grid(
+        path, spec.fixed_steps or steps, spec.spacing, t_min=t_min, final_zero=final_zero
+    )
+
+
 def get_sampler(name: str) -> SamplerSpec:
     """The :class:`~probpath.sampling.loop.SamplerSpec` called ``name`` (``ValueError`` listing
     the registered names otherwise)."""
@@ -114,9 +124,10 @@ def sample_path(
     if not shape or shape[0] < 1:
         raise ValueError(f"shape must be (n, *event_shape) with n >= 1, got {shape}")
     path = field.path
-    if grid is None or isinstance(grid, str):
-        steps = spec.fixed_steps or steps
-        ts = make_grid(path, steps, grid or spec.spacing, t_min=t_min, final_zero=final_zero)
+    if grid is None:
+        ts = default_grid(path, steps, spec, t_min=t_min, final_zero=final_zero)
+    elif isinstance(grid, str):
+        ts = make_grid(path, spec.fixed_steps or steps, grid, t_min=t_min, final_zero=final_zero)
     else:
         ts = check_grid(grid, "grid")
     if x_init is None:
