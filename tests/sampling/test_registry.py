@@ -191,3 +191,18 @@ def test_naming_the_default_sampler_is_not_naming_it():
     a = m.sample(8, generator=torch.Generator().manual_seed(0))
     b = m.sample(8, sampler=m.default_sampler, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [("unipc", {"order": k, "variant": v}) for k in (1, 2, 3) for v in ("bh1", "bh2")]
+    + [("deis", {"order": 3}), ("dpmpp_3m", {})],
+)
+def test_multistep_from_alpha_zero_is_finite(name, options):
+    # the linear path starts at alpha(1) = 0, lambda = -inf: that evaluation has r = -inf in
+    # UniPC's system and must drop out, not make it singular
+    o = make_oracle("linear")
+    ts = make_grid(o.path, 6, "uniform", t_min=0.0)
+    x = torch.randn(64, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    out = run_sampler(get_sampler(name), o, x, ts, **options)
+    assert torch.isfinite(out).all()

@@ -162,10 +162,14 @@ def _unipc_update(ctx: StepContext, s: int, t: int, x, idx, x0s, variant: str, x
     h = g.lam[t] - g.lam[s]
     hh = -h
     h_phi_1 = math.expm1(hh)
-    b_h = hh if variant == "bh1" else h_phi_1
+    # B(h) = hh (bh1) is unbounded on a step from alpha = 0 (lambda = -inf): use bh2's there
+    b_h = hh if variant == "bh1" and math.isfinite(hh) else h_phi_1
     m0 = x0s[0]
-    rks = [(g.lam[j] - g.lam[s]) / h for j in idx[1:]]
-    ds = [(m - m0) / r for m, r in zip(x0s[1:], rks)]
+    # an evaluation at lambda = -inf (alpha = 0, flow paths at t = 1) has r = -inf: it carries
+    # no information on the lambda-polynomial, so it is left out (a lower-order step)
+    prev = [(j, m) for j, m in zip(idx[1:], x0s[1:]) if math.isfinite(g.lam[j])]
+    rks = [(g.lam[j] - g.lam[s]) / h for j, _ in prev]
+    ds = [(m - m0) / r for (_, m), r in zip(prev, rks)]
     if x0_t is not None:
         rks, ds = rks + [1.0], ds + [x0_t - m0]
     x_t = _combine(x, g.sigma[t] / g.sigma[s], [(-g.alpha[t] * h_phi_1, m0)])
