@@ -246,11 +246,35 @@ SOLVERS = {
     "unipc-3": ("unipc", {"order": 3}),
     "deis-3": ("deis", {"order": 3}),
 }
+# the same with full order to the end (lower_order_final=False), for a second tuning pass
+SOLVERS_FULL = {
+    f"{k} full": (name, {**opts, "lower_order_final": False}) for k, (name, opts) in SOLVERS.items()
+}
 GRIDS = {
     "log_snr": {"spacing": "log_snr"},
     "uniform->0": {"spacing": "uniform", "t_min": 0.0},
     "edm3->0": {"spacing": "edm", "rho": 3.0, "t_min": 0.0},
     "edm5->0": {"spacing": "edm", "rho": 5.0, "t_min": 0.0},
+}
+
+
+# second tuning pass: log-SNR grids over a shorter sigma_tilde range (last network noise level
+# sigma_min, optional first jump to sigma_max), in sigma_tilde = sigma / alpha units
+GRIDS_RANGE = {
+    f"log_snr {lo}-{hi}": {
+        "spacing": "log_snr",
+        **({"sigma_min": lo} if lo else {}),
+        **({"sigma_max": hi} if hi else {}),
+    }
+    for lo in (None, 0.03, 0.1, 0.3)
+    for hi in (None, 80.0)
+} | {"uniform->0": {"spacing": "uniform", "t_min": 0.0}}
+SOLVERS_RANGE = {
+    "unipc-2": ("unipc", {"order": 2}),
+    "unipc-3": ("unipc", {"order": 3}),
+    "deis-3": ("deis", {"order": 3}),
+    "unipc-2 full": ("unipc", {"order": 2, "lower_order_final": False}),
+    "unipc-3 full": ("unipc", {"order": 3, "lower_order_final": False}),
 }
 
 
@@ -271,7 +295,7 @@ def evaluate(p: Problem, tune: bool, optimize: bool = False, diffusers: dict | N
     """Errors of diffusers' configurations and probpath's (defaults + candidates) per NFE.
 
     ``optimize``: also probpath's default sampler on a grid from ``optimize_grid`` (fitted on
-    64 other prior draws, 8 trial runs per step). ``diffusers``: reuse these diffusers errors
+    32 other prior draws, 6 trial runs per step). ``diffusers``: reuse these diffusers errors
     (from an earlier ``--json``; same draws) instead of running diffusers again.
     """
     gen = torch.Generator().manual_seed(10_000 + p.seed)
@@ -311,7 +335,7 @@ def evaluate(p: Problem, tune: bool, optimize: bool = False, diffusers: dict | N
     if optimize:
         from probpath.sampling.optimize import optimize_grid
 
-        spec = get_sampler("unipc")  # the default sampler of sample_path
+        spec = get_sampler("unipc")  # the default sampler of sample_path (order 3)
         res["optimize_cost"] = {}
         for nfe in NFES:
             fit = optimize_grid(
@@ -319,8 +343,8 @@ def evaluate(p: Problem, tune: bool, optimize: bool = False, diffusers: dict | N
                 nfe,
                 (p.oracle.dim,),
                 sampler=spec.name,
-                n=64,
-                max_evals=8 * nfe,
+                n=32,
+                max_evals=6 * nfe,
                 generator=torch.Generator().manual_seed(20_000 + p.seed),
             )
             out, calls = run_probpath(p, spec.name, {}, fit.ts, nfe, x_t)
@@ -466,6 +490,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", default="0-23", help="problem seeds, e.g. 0-7 or 8-23")
     parser.add_argument("--tune", action="store_true", help="also run every candidate config")
+    parser.add_argument(
+        "--full-order", action="store_true", help="tune the candidates without lower_order_final"
+    )
+    parser.add_argument("--range-pass", action="store_true", help="tune sigma ranges (2nd pass)")
     parser.add_argument("--skip-overhead", action="store_true")
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--json", default=None, help="write the raw errors here")
@@ -476,6 +504,10 @@ def main():
     )
     args = parser.parse_args()
     globals()["N_STARTS"] = args.starts
+    if args.full_order:
+        globals()["SOLVERS"] = SOLVERS_FULL
+    if args.range_pass:
+        globals()["SOLVERS"], globals()["GRIDS"] = SOLVERS_RANGE, GRIDS_RANGE
     torch.set_num_threads(1)
     if not args.skip_accuracy:
         lo, hi = (int(v) for v in args.seeds.split("-"))
@@ -515,7 +547,7 @@ def main():
                 for n in NFES:
                     nfe = np.mean([c[n][0] for c in cost])
                     sec = np.mean([c[n][1] for c in cost])
-                    print(f"optimize_grid cost at NFE {n}: {nfe:.0f} NFE x 64 draws, {sec:.1f} s")
+                    print(f"optimize_grid cost at NFE {n}: {nfe:.0f} NFE x 32 draws, {sec:.1f} s")
         summarise(results, [-1], "The old single problem")
     if not args.skip_overhead:
         overhead()

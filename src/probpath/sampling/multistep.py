@@ -213,9 +213,9 @@ UNIPC = SamplerSpec(
     "unipc",
     _unipc_step,
     "UniPC (Zhao et al. 2023): UniP predictor + UniC corrector, bh1/bh2, 1 NFE per step.",
-    order=3,  # UniP-2 + UniC: order 2 + 1
+    order=4,  # UniP-3 + UniC: order 3 + 1 (order 3 chosen on bench_samplers' tuning seeds)
     options=MappingProxyType(
-        {"order": 2, "variant": "bh2", "corrector": True, "lower_order_final": True}
+        {"order": 3, "variant": "bh2", "corrector": True, "lower_order_final": True}
     ),
     check=_check_unipc,
     final=_unipc_step,

@@ -252,10 +252,14 @@ class PathModel(Model):
     def grid_defaults(self, sampler: str, steps: int) -> dict[str, Any]:
         """Time-grid options of a :meth:`sample` call with ``sampler`` and ``steps``.
 
-        Default: none (the path's ``t_min`` and the explicit final step to ``sigma = 0``);
-        explicit ``options`` of :meth:`sample` override these.
+        Default: the sampler's spacing over the path's whole range (``t_max`` to ``t_min``, then
+        the explicit final step to ``sigma = 0``), not :func:`~probpath.sampling.samplers.
+        default_grid`'s sigma-range rule: a trained model's data may have features finer than
+        the rule's last noise level (near-constant pixels of dequantised images,
+        ``tests/sampling/test_ddpm_ode_regression.py``). Explicit ``options`` of :meth:`sample`
+        override these.
         """
-        return {}
+        return {"grid": get_sampler(sampler).spacing}
 
     def sample_t(self, n: int) -> torch.Tensor:
         """Training times ``(n,)``; default ``U[t_min, 1]`` (subclasses override)."""

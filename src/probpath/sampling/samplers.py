@@ -13,6 +13,7 @@ counted, not guessed: :func:`sample_path` wraps the field with
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -46,14 +47,48 @@ SAMPLERS = MappingProxyType({name: as_function(spec) for name, spec in SAMPLER_S
 DEFAULT_SPACING = MappingProxyType({name: spec.spacing for name, spec in SAMPLER_SPECS.items()})
 
 
+#: the default grid of the exponential integrators (spacing "log_snr") on paths that end at
+#: sigma = 0: log-SNR spacing over sigma_tilde = sigma / alpha in [SIGMA_MIN(steps), SIGMA_MAX]
+#: after one jump from t_max to SIGMA_MAX (Karras et al.'s sigma_max = 80), then the final
+#: step to 0. SIGMA_MIN = 0.3 at 5 steps, divided by sqrt(10) per doubling of the steps
+#: (0.1 at 10, 0.03 at 20), never below the path's t_min. Chosen on bench_samplers' tuning
+#: seeds 0-7 (data scales 0.5-8, four path kinds), reported on seeds 8-23: spending the last
+#: evaluation at t_min = 1/N (sigma_tilde 0.01) wastes one NFE in five at 5 steps
+#: (benchmarks/README.md).
+SIGMA_MAX = 80.0
+
+
+def sigma_min_rule(steps: int) -> float:
+    """``sigma_tilde`` of the last network time of the default grid with ``steps`` steps."""
+    return 0.3 * (5.0 / steps) ** math.log2(math.sqrt(10.0))
+
+
 def default_grid(
-    path, steps: int, spec: SamplerSpec, *, t_min: float | None = None, final_zero: bool = True
+    path,
+    steps: int,
+    spec: SamplerSpec,
+    *,
+    t_max: float | None = None,
+    t_min: float | None = None,
+    final_zero: bool = True,
 ) -> torch.Tensor:
-    """The grid :func:`sample_path` uses when none is given: ``spec``'s spacing from the
-    path's ``t_max`` to ``t_min`` (then 0)."""
-    return make_grid(
-        path, spec.fixed_steps or steps, spec.spacing, t_min=t_min, final_zero=final_zero
-    )
+    """The grid :func:`sample_path` uses when none is given: ``spec``'s spacing; for the
+    exponential integrators on paths ending at ``sigma = 0`` (DDPM, VP, linear, ...) the
+    log-SNR range rule above (an explicit ``t_min`` switches the rule off)."""
+    steps = spec.fixed_steps or steps
+    schedule = path.schedule
+    ends_at_zero = float(schedule(torch.zeros(1, dtype=torch.float64)).sigma[0]) == 0.0
+    if spec.spacing != "log_snr" or not ends_at_zero or t_min is not None or not final_zero:
+        return make_grid(path, steps, spec.spacing, t_max=t_max, t_min=t_min, final_zero=final_zero)
+    v = schedule(torch.tensor([schedule.t_min], dtype=torch.float64))
+    floor = float(v.sigma[0] / v.alpha[0])
+    kw = {"sigma_min": max(sigma_min_rule(steps), floor)} if steps >= 2 else {}
+    if steps >= 3:
+        kw["sigma_max"] = SIGMA_MAX
+    try:
+        return make_grid(path, steps, "log_snr", t_max=t_max, **kw)
+    except ValueError:  # t_max below SIGMA_MAX's time: the plain range
+        return make_grid(path, steps, "log_snr", t_max=t_max, sigma_min=kw.get("sigma_min"))
 
 
 def get_sampler(name: str) -> SamplerSpec:
@@ -81,7 +116,7 @@ def sample_path(
     field: Field,
     shape: tuple[int, ...],
     *,
-    sampler: str = "dpmpp_2m",
+    sampler: str = "unipc",
     steps: int = 20,
     grid: str | torch.Tensor | list[float] | None = None,
     generator: torch.Generator | None = None,
@@ -100,10 +135,12 @@ def sample_path(
     Args:
         field: any :class:`~probpath.paths.field.Field`.
         shape: ``(n, *event_shape)``.
-        sampler: a key of :data:`SAMPLERS`.
+        sampler: a key of :data:`SAMPLER_SPECS` (default UniPC, order 3 with its corrector:
+            the best default on bench_samplers' tuning seeds).
         steps: number of steps (NFE is ``steps`` for 1-NFE samplers, see each sampler).
-        grid: a spacing name (``"uniform"``, ``"log_snr"``, ``"edm"``, ``"quadratic"``;
-            default per sampler, :data:`DEFAULT_SPACING`) or explicit decreasing times.
+        grid: a spacing name (``"uniform"``, ``"log_snr"``, ``"edm"``, ``"quadratic"``), explicit
+            decreasing times, or ``None``: :func:`default_grid` (the sampler's spacing; the
+            log-SNR range rule for the exponential integrators).
         generator: for the prior draw and the samplers' noise.
         device, dtype: of the samples (default: the default dtype, CPU).
         x_init: start from this ``x`` at ``ts[0]`` instead of a prior draw.

@@ -19,7 +19,7 @@ from probpath.core.model import Capabilities
 from probpath.core.validation import check_choice, check_positive_int
 from probpath.paths.affine import AffinePath
 from probpath.sampling.path_model import PathModel, build_path_network
-from probpath.sampling.samplers import get_sampler
+from probpath.sampling.samplers import default_grid, get_sampler
 from probpath.sampling.timesteps import make_grid
 from probpath.velocity.couplings import COUPLINGS, get_coupling
 from probpath.velocity.objectives import cfm_loss
@@ -87,7 +87,7 @@ class FlowMatching(PathModel):
         if spec.spacing == "uniform":
             # uniform steps to t = 0 (v is regular at both ends; no extra step)
             return {"grid": make_grid(self.path, steps, "uniform", t_max=t_max, t_min=0.0)}
-        return {"grid": make_grid(self.path, steps, spec.spacing, t_max=t_max)}
+        return {"grid": default_grid(self.path, steps, spec, t_max=t_max)}
 
     def sample_t(self, n: int) -> torch.Tensor:
         return torch.rand(n, device=self.device, dtype=self.dtype)
