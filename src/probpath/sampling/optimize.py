@@ -71,7 +71,7 @@ class OptimizedGrid:
 
 
 def _grid(z: np.ndarray, t_max: float, t_end: float) -> torch.Tensor:
-    w = np.exp(z - z.max())
+    w = np.exp(np.clip(z - z.max(), -20.0, 0.0))  # every step > 0 (e^-20 of the largest)
     inc = (t_max - t_end) * w / w.sum()
     ts = t_max - np.concatenate([[0.0], np.cumsum(inc)])
     ts[-1] = t_end
@@ -138,6 +138,8 @@ def optimize_grid(
     t_max, t_end = float(ts0[0]), float(ts0[-1])
 
     def error(ts: torch.Tensor) -> float:
+        if not bool((ts[1:] < ts[:-1]).all()):  # steps below float64 resolution
+            return 1e30
         out = run_sampler(spec, counted, x, ts, cond=cond, **options)
         e = float((out - ref).flatten(1).pow(2).sum(1).mean().sqrt())
         return e if math.isfinite(e) else 1e30

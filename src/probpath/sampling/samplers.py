@@ -13,6 +13,7 @@ counted, not guessed: :func:`sample_path` wraps the field with
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -63,6 +64,15 @@ def sigma_min_rule(steps: int) -> float:
     return 0.3 * (5.0 / steps) ** math.log2(math.sqrt(10.0))
 
 
+@functools.lru_cache(maxsize=64)
+def _sigma_tilde_floor(schedule) -> float | None:
+    """``sigma_tilde`` at the schedule's ``t_min``, or ``None`` if ``sigma(0) > 0``."""
+    if float(schedule(torch.zeros(1, dtype=torch.float64)).sigma[0]) != 0.0:
+        return None
+    v = schedule(torch.tensor([schedule.t_min], dtype=torch.float64))
+    return float(v.sigma[0] / v.alpha[0])
+
+
 def default_grid(
     path,
     steps: int,
@@ -76,12 +86,9 @@ def default_grid(
     exponential integrators on paths ending at ``sigma = 0`` (DDPM, VP, linear, ...) the
     log-SNR range rule above (an explicit ``t_min`` switches the rule off)."""
     steps = spec.fixed_steps or steps
-    schedule = path.schedule
-    ends_at_zero = float(schedule(torch.zeros(1, dtype=torch.float64)).sigma[0]) == 0.0
-    if spec.spacing != "log_snr" or not ends_at_zero or t_min is not None or not final_zero:
+    floor = _sigma_tilde_floor(path.schedule)
+    if spec.spacing != "log_snr" or floor is None or t_min is not None or not final_zero:
         return make_grid(path, steps, spec.spacing, t_max=t_max, t_min=t_min, final_zero=final_zero)
-    v = schedule(torch.tensor([schedule.t_min], dtype=torch.float64))
-    floor = float(v.sigma[0] / v.alpha[0])
     kw = {"sigma_min": max(sigma_min_rule(steps), floor)} if steps >= 2 else {}
     if steps >= 3:
         kw["sigma_max"] = SIGMA_MAX
