@@ -294,9 +294,9 @@ def run_probpath(p: Problem, sampler: str | None, opts: dict, grid, nfe: int, x_
 def evaluate(p: Problem, tune: bool, optimize: bool = False, diffusers: dict | None = None) -> dict:
     """Errors of diffusers' configurations and probpath's (defaults + candidates) per NFE.
 
-    ``optimize``: also probpath's default sampler on a grid from ``optimize_grid`` (fitted on
-    32 other prior draws, 6 trial runs per step). ``diffusers``: reuse these diffusers errors
-    (from an earlier ``--json``; same draws) instead of running diffusers again.
+    ``optimize``: also probpath's default sampler on a grid from ``optimize_grid`` (64 other
+    prior draws: 32 fit, 32 check; 6 trial runs per step). ``diffusers``: reuse these
+    diffusers errors (from an earlier ``--json``; same draws) instead of running diffusers.
     """
     gen = torch.Generator().manual_seed(10_000 + p.seed)
     x_t = torch.randn(N_STARTS, p.oracle.dim, generator=gen, dtype=torch.float64)
@@ -343,7 +343,7 @@ def evaluate(p: Problem, tune: bool, optimize: bool = False, diffusers: dict | N
                 nfe,
                 (p.oracle.dim,),
                 sampler=spec.name,
-                n=32,
+                n=64,
                 max_evals=6 * nfe,
                 generator=torch.Generator().manual_seed(20_000 + p.seed),
             )

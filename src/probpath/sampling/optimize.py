@@ -7,7 +7,8 @@ minimise a KL upper bound over the data; with a deterministic solver the end-poi
 from shared starts is the direct target and needs no data). The first time ``t_max`` and the
 last (``t = 0``, or the path's ``t_min`` where ``sigma(0) > 0``) stay fixed; the ``steps``
 increments are a softmax of free logits, optimised by Powell's method (derivative-free; every
-evaluation is one run of the sampler: ``steps`` NFE on ``n`` points).
+evaluation is one run of the sampler: ``steps`` NFE on half the ``n`` draws; the other half
+checks the result, so a grid that only fits its own draws is not returned).
 
 The fine solve is DPM-Solver++(3M) on a 200-step log-SNR grid with the second-order final
 step (``final_extrapolate``): third order, its error is orders of magnitude below that of a
@@ -41,7 +42,9 @@ class OptimizedGrid:
     Attributes:
         ts: the grid, ``steps + 1`` decreasing float64 times.
         sampler, steps, options: what it was fitted for.
-        error: RMS error of the fitted grid against the fine solve (on the fitting draws).
+        error: RMS error of the returned grid against the fine solve, on the half of the
+            draws the fit did not use (the fit is fitted on the other half and kept only if
+            it beats the starting grid there; otherwise the starting grid is returned).
         initial_error: the same for the starting grid.
         nfe: network evaluations spent (fine solve + every trial run), per draw.
         seconds: wall-clock time of the fit.
@@ -100,7 +103,7 @@ def optimize_grid(
         steps: number of steps (NFE for one-evaluation samplers).
         event_shape: shape of one sample.
         sampler: a deterministic sampler of the registry.
-        n: prior draws the error is measured on.
+        n: prior draws: half fit the grid, half check it (``n >= 2``).
         init: starting grid (default: :func:`~probpath.sampling.samplers.sample_path`'s
             default grid for ``sampler``).
         max_evals: trial runs allowed (default ``40 * steps``).
@@ -124,6 +127,8 @@ def optimize_grid(
         )
     steps = check_positive_int(steps, "steps")
     n = check_positive_int(n, "n")
+    if n < 2:
+        raise ValueError(f"n must be >= 2 (half the draws fit the grid, half check it), got {n}")
     if steps < 2:
         raise ValueError("steps must be >= 2: a 1-step grid has no interior time to fit")
     start = time.perf_counter()
@@ -137,15 +142,17 @@ def optimize_grid(
     ref = run_sampler(get_sampler("dpmpp_3m"), counted, x, fine, cond=cond, final_extrapolate=True)
     t_max, t_end = float(ts0[0]), float(ts0[-1])
 
-    def error(ts: torch.Tensor) -> float:
+    fit, check = slice(0, (n + 1) // 2), slice((n + 1) // 2, n)
+
+    def error(ts: torch.Tensor, part: slice = fit) -> float:
         if not bool((ts[1:] < ts[:-1]).all()):  # steps below float64 resolution
             return 1e30
-        out = run_sampler(spec, counted, x, ts, cond=cond, **options)
-        e = float((out - ref).flatten(1).pow(2).sum(1).mean().sqrt())
+        c = cond[part] if isinstance(cond, torch.Tensor) else cond
+        out = run_sampler(spec, counted, x[part], ts, cond=c, **options)
+        e = float((out - ref[part]).flatten(1).pow(2).sum(1).mean().sqrt())
         return e if math.isfinite(e) else 1e30
 
     z0 = np.log(np.maximum(-np.diff(ts0.numpy()), 1e-12))
-    e0 = error(ts0)
     res = minimize(
         lambda z: error(_grid(z, t_max, t_end)),
         z0,
@@ -153,8 +160,9 @@ def optimize_grid(
         options={"maxfev": max_evals or 40 * steps, "xtol": 1e-3, "ftol": 1e-4},
     )
     ts = _grid(res.x, t_max, t_end)
-    e1 = error(ts)
-    if not e1 < e0:  # never return a worse grid than the start
+    # accept the fit only if it also beats the start on the draws it was not fitted on
+    e0, e1 = error(ts0, check), error(ts, check)
+    if not e1 < e0:
         ts, e1 = ts0, e0
     return OptimizedGrid(
         ts=ts,
