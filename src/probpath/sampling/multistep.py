@@ -24,6 +24,7 @@ issue (``benchmarks/README.md``).
 
 from __future__ import annotations
 
+import functools
 import math
 from types import MappingProxyType
 
@@ -162,19 +163,29 @@ def _unipc_update(ctx: StepContext, s: int, t: int, x, idx, x0s, variant: str, x
     h = g.lam[t] - g.lam[s]
     hh = -h
     h_phi_1 = math.expm1(hh)
-    # B(h) = hh (bh1) is unbounded on a step from alpha = 0 (lambda = -inf): use bh2's there
-    b_h = hh if variant == "bh1" and math.isfinite(hh) else h_phi_1
     m0 = x0s[0]
     # an evaluation at lambda = -inf (alpha = 0, flow paths at t = 1) has r = -inf: it carries
     # no information on the lambda-polynomial, so it is left out (a lower-order step)
     prev = [(j, m) for j, m in zip(idx[1:], x0s[1:]) if math.isfinite(g.lam[j])]
     rks = [(g.lam[j] - g.lam[s]) / h for j, _ in prev]
-    ds = [(m - m0) / r for (_, m), r in zip(prev, rks)]
+    ms = [m for _, m in prev]
     if x0_t is not None:
-        rks, ds = rks + [1.0], ds + [x0_t - m0]
-    x_t = _combine(x, g.sigma[t] / g.sigma[s], [(-g.alpha[t] * h_phi_1, m0)])
-    if not ds:
-        return x_t
+        rks, ms = rks + [1.0], ms + [x0_t]
+    a_t = g.alpha[t]
+    w0 = -a_t * h_phi_1  # weight of m0; D_k = (m_k - m0) / r_k is folded into the weights
+    if not rks:
+        return _combine(x, g.sigma[t] / g.sigma[s], [(w0, m0)])
+    ws = [-a_t * w for w in _unipc_weights(hh, tuple(rks), variant)]
+    return _combine(x, g.sigma[t] / g.sigma[s], [(w0 - sum(ws), m0), *zip(ws, ms)])
+
+
+@functools.lru_cache(maxsize=4096)
+def _unipc_weights(hh: float, rks: tuple[float, ...], variant: str) -> tuple[float, ...]:
+    """``B(h) rho_k / r_k`` of one UniPC update: a pure function of the step (memoised, so a
+    repeated grid costs no linear solves)."""
+    h_phi_1 = math.expm1(hh)
+    # B(h) = hh (bh1) is unbounded on a step from alpha = 0 (lambda = -inf): use bh2's there
+    b_h = hh if variant == "bh1" and math.isfinite(hh) else h_phi_1
     k = len(rks)
     b, h_phi_k, fac = [], h_phi_1 / hh - 1.0, 1.0
     for q in range(1, k + 1):
@@ -186,7 +197,7 @@ def _unipc_update(ctx: StepContext, s: int, t: int, x, idx, x0s, variant: str, x
     else:
         r = np.array([[rk**q for rk in rks] for q in range(k)])
         rhos = np.linalg.solve(r, np.array(b)).tolist()
-    return _combine(x_t, 1.0, [(-g.alpha[t] * b_h * rho, d) for rho, d in zip(rhos, ds)])
+    return tuple(b_h * rho / rk for rho, rk in zip(rhos, rks))
 
 
 def _unipc_step(ctx: StepContext, x: torch.Tensor, i: int):
@@ -226,16 +237,22 @@ UNIPC = SamplerSpec(
 _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(8)
 
 
-def _deis_coefficients(ctx: StepContext, i: int, idx: list[int]) -> list[float]:
+def _deis_coefficients(ctx: StepContext, i: int, idx: list[int]) -> tuple[float, ...]:
     """``C_j = int_{t_i}^{t_{i+1}} l_j(tau) d(alpha/sigma)(tau)``, ``l_j`` the Lagrange basis in
     ``t`` through the stored times: 8-point Gauss-Legendre in ``rho = alpha / sigma`` (the
     integrand is a polynomial in ``t(rho)``, smooth and bounded on the step)."""
-    g, path = ctx.g, ctx.field.path
-    r0, r1 = math.exp(g.lam[i]), math.exp(g.lam[i + 1])
+    g = ctx.g
+    ts = tuple(g.t[j] for j in idx)
+    return _deis_quadrature(ctx.field.path.schedule, g.lam[i], g.lam[i + 1], ts)
+
+
+@functools.lru_cache(maxsize=4096)
+def _deis_quadrature(schedule, lam0: float, lam1: float, ts: tuple[float, ...]):
+    """The coefficients of :func:`_deis_coefficients` (a pure function: memoised)."""
+    r0, r1 = math.exp(lam0), math.exp(lam1)
     rho = 0.5 * (r1 + r0) + 0.5 * (r1 - r0) * _GL_NODES
     lam2 = torch.from_numpy(2.0 * np.log(np.maximum(rho, 1e-300)))
-    tau = path.t_from_log_snr(lam2).numpy()
-    ts = [g.t[j] for j in idx]
+    tau = schedule.t_from_log_snr(lam2).numpy()
     out = []
     for j, tj in enumerate(ts):
         basis = np.ones_like(tau)
@@ -243,7 +260,7 @@ def _deis_coefficients(ctx: StepContext, i: int, idx: list[int]) -> list[float]:
             if m != j:
                 basis *= (tau - tm) / (tj - tm)
         out.append(0.5 * (r1 - r0) * float(np.dot(_GL_WEIGHTS, basis)))
-    return out
+    return tuple(out)
 
 
 def _deis_step(ctx: StepContext, x: torch.Tensor, i: int):
