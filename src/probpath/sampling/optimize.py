@@ -6,8 +6,8 @@ solve of the same probability-flow ODE from the same ``n`` prior draws (Sabour e
 minimise a KL upper bound over the data; with a deterministic solver the end-point error
 from shared starts is the direct target and needs no data). The first time ``t_max`` and the
 last (``t = 0``, or the path's ``t_min`` where ``sigma(0) > 0``) stay fixed; the ``steps``
-increments are a softmax of logits kept within ``BOX`` of the start's (each step changes by
-at most a factor ``e^(2 BOX)`` relative to the others), optimised by Powell's method
+increments are a softmax of logits ``z0 + cumsum(e)``, ``|e_i| <= RATIO`` (the ratio of
+neighbouring steps moves by at most ``e^RATIO`` from the start's), optimised by Powell's method
 (derivative-free; every evaluation is one run of the sampler: ``steps`` NFE on half the
 ``n`` draws; the other half checks the result, so a grid that only fits its own draws is not
 returned).
@@ -35,7 +35,7 @@ from probpath.sampling.timesteps import check_grid, make_grid
 __all__ = ["OptimizedGrid", "optimize_grid", "load_grid", "save_grid", "GRIDS_FILE"]
 
 FINE_STEPS = 200
-BOX = 1.0
+RATIO = 0.25
 
 
 @dataclass(frozen=True)
@@ -156,16 +156,21 @@ def optimize_grid(
         return e if math.isfinite(e) else 1e30
 
     z0 = np.log(np.maximum(-np.diff(ts0.numpy()), 1e-12))
-    # each step may shrink or grow by at most e^BOX relative to the start: multistep solvers
-    # turn very uneven neighbouring steps into large extrapolation weights (benchmarks/README)
+
+    # log step sizes z0 + cumsum(e), |e_i| <= RATIO: the ratio of neighbouring steps moves by at
+    # most e^RATIO from the start's; multistep solvers turn uneven neighbouring steps into large
+    # extrapolation weights that throw rare trajectories off (benchmarks/README.md)
+    def logits(e: np.ndarray) -> np.ndarray:
+        return z0 + np.cumsum(e)
+
     res = minimize(
-        lambda z: error(_grid(z, t_max, t_end)),
-        z0,
+        lambda e: error(_grid(logits(e), t_max, t_end)),
+        np.zeros_like(z0),
         method="Powell",
-        bounds=[(z - BOX, z + BOX) for z in z0],
+        bounds=[(-RATIO, RATIO)] * len(z0),
         options={"maxfev": max_evals or 40 * steps, "xtol": 1e-3, "ftol": 1e-4},
     )
-    ts = _grid(res.x, t_max, t_end)
+    ts = _grid(logits(res.x), t_max, t_end)
     # accept the fit only if it also beats the start on the draws it was not fitted on
     e0, e1 = error(ts0, check), error(ts, check)
     if not e1 < e0:
