@@ -1,17 +1,23 @@
-"""Samplers vs diffusers' schedulers: accuracy at equal NFE and per-step overhead.
+"""Samplers vs diffusers on a family of exact Gaussian-mixture problems, and per-step overhead.
 
-Accuracy. An exact-score model: the Gaussian-mixture oracle (2-D, 7 components) on the DDPM
-linear VP schedule (beta 1e-4..0.02, N = 1000). Every sampler starts from the same
-``x_T ~ N(0, I)`` at its first time; the error is the RMS distance of its output to a
-tight-tolerance (dopri5, rtol = atol = 1e-10) solution of the same probability-flow ODE
-from the same start, written in ``x_tilde = x / alpha``, ``sigma_tilde = sigma / alpha``
-(``dx_tilde / dsigma_tilde = eps_hat``), integrated to ``sigma = 0``. diffusers' schedulers
-get the oracle evaluated at exactly the noise level their update assumes (their ``sigmas``
-table; ``alphas_cumprod`` for DDIM), so their error is the solver's alone.
+Problems. Seed ``s`` draws one exact mixture (``make_problem``): dimension 2 / 8 / 32 / 64,
+data scale 0.5-8 (log-uniform), 3-16 modes of width 5-40 % of the scale, isotropic or full
+covariances; path kind ``s % 4``: DDPM linear, DDPM cosine (N = 1000), continuous VP
+(beta 0.1..20), linear (flow matching); native prediction eps / v / x0 / velocity. Seeds 0-7
+choose probpath's defaults (``--tune`` prints every candidate there); seeds 8-23 are held out
+and are the result.
+
+Accuracy. Every sampler starts from the same ``x_T ~ N(0, I)`` at its first noise level; the
+error is the RMS distance of its output to a tight dopri5 solution (rtol = atol = 1e-7) of the
+same probability-flow ODE from the same start (VP: in ``x_tilde = x / alpha`` against
+``sigma_tilde = sigma / alpha``, integrated to 0; linear: in ``t`` to 1e-7, then ``x0_hat``).
+diffusers' schedulers get the oracle in their own prediction type at exactly the noise level
+their update assumes (their ``sigmas`` table; ``alphas_cumprod`` for DDIM), so their error is
+the solver's alone; at each NFE the best of their configurations counts.
 
 Overhead. Time per step of the sampling loop with a trivial network (``eps = 0.5 x``, batch
-64 x 2, one thread), minus the network's own time, for probpath's ``dpmpp_2m`` and diffusers'
-``DPMSolverMultistepScheduler`` (``set_timesteps`` included in both, as in a real call).
+64 x 2, one thread), minus the network's own time, for probpath's ``dpmpp_2m`` / ``unipc`` and
+diffusers' ``DPMSolverMultistepScheduler`` (``set_timesteps`` included in both).
 
 Run: ``python benchmarks/bench_samplers.py`` (needs ``pip install diffusers``).
 """
@@ -19,230 +25,378 @@ Run: ``python benchmarks/bench_samplers.py`` (needs ``pip install diffusers``).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from probpath.paths import AffinePath, FunctionField, GaussianMixtureOracle
-from probpath.sampling import make_grid, sample_path, timesteps
+from probpath.sampling import get_sampler, make_grid, sample_path, timesteps
 
-N_SAMPLES = 256
 NFES = (5, 10, 20)
+N_STARTS = 64
+N_TRAIN = 1000
+KINDS = ("ddpm-linear", "ddpm-cosine", "vp", "linear")
+PREDICTIONS = {
+    "ddpm-linear": ("eps", "v"),
+    "ddpm-cosine": ("eps", "x0"),
+    "vp": ("eps", "v"),
+    "linear": ("velocity", "velocity"),
+}
+TUNING, HELD_OUT = range(0, 8), range(8, 24)
 
 
-def make_oracle() -> GaussianMixtureOracle:
-    k = torch.arange(6, dtype=torch.float64) * (2 * math.pi / 6)
-    means = torch.cat([torch.stack([k.cos(), k.sin()], 1), torch.zeros(1, 2, dtype=torch.float64)])
-    stds = torch.tensor([0.15, 0.1, 0.2, 0.12, 0.18, 0.1, 0.25], dtype=torch.float64)
-    covs = torch.diag_embed(stds[:, None].expand(7, 2) ** 2)
-    weights = torch.tensor([1, 2, 1, 2, 1, 2, 3], dtype=torch.float64)
-    return GaussianMixtureOracle(weights, means, covs, AffinePath("ddpm"))
+# -- the problem family ------------------------------------------------------------------------
+@dataclass
+class Problem:
+    seed: int
+    kind: str
+    prediction: str
+    oracle: GaussianMixtureOracle
+    diffusers_base: dict
+    label: str
 
 
-# -- the reference: PF ODE in sigma_tilde ------------------------------------------------------
-def eps_at(oracle, x_vp: torch.Tensor, st: float) -> torch.Tensor:
-    """The oracle's eps_hat at x (VP scaling) and noise level sigma_tilde = st."""
-    a = 1.0 / math.sqrt(1.0 + st * st)
-    b = x_vp.shape[0]
-    alpha = torch.full((b,), a, dtype=x_vp.dtype)
-    return oracle.x0_eps_at(x_vp, alpha, alpha * st)[1]
+def _path(kind: str) -> AffinePath:
+    return {
+        "ddpm-linear": lambda: AffinePath("ddpm"),
+        "ddpm-cosine": lambda: AffinePath("ddpm", betas="cosine"),
+        "vp": lambda: AffinePath("vp"),
+        "linear": lambda: AffinePath("linear"),
+    }[kind]()
 
 
-def reference(oracle, x_tilde: torch.Tensor, st_start: float) -> torch.Tensor:
-    """x0 reached by the probability-flow ODE from ``x_tilde`` at ``sigma_tilde = st_start``."""
+def make_problem(seed: int) -> Problem:
+    rng = np.random.default_rng(seed)
+    kind = KINDS[seed % 4]
+    d = int(rng.choice([2, 8, 32, 64]))
+    k = int(rng.integers(3, 17))
+    scale = float(np.exp(rng.uniform(math.log(0.5), math.log(8.0))))
+    iso = bool(rng.random() < 0.5)
+    width = scale * rng.uniform(0.05, 0.4, size=k)
+    means = rng.normal(0.0, scale, size=(k, d))
+    if iso:
+        covs = np.einsum("k,ij->kij", width**2, np.eye(d))
+    else:
+        q, _ = np.linalg.qr(rng.standard_normal((k, d, d)))
+        s = rng.uniform(0.3, 1.0, size=(k, d)) * width[:, None] ** 2
+        covs = np.einsum("kij,kj,klj->kil", q, s, q)
+        covs = 0.5 * (covs + covs.transpose(0, 2, 1))
+    weights = rng.dirichlet(np.full(k, 5.0))
+    path = _path(kind)
+    oracle = GaussianMixtureOracle(
+        *(torch.from_numpy(a) for a in (weights, means, covs)), path=path
+    )
+    prediction = PREDICTIONS[kind][(seed // 4) % 2]
+    base = {"num_train_timesteps": N_TRAIN}
+    if kind == "ddpm-linear":
+        base |= {"beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02}
+    elif kind == "ddpm-cosine":
+        base |= {"beta_schedule": "squaredcos_cap_v2"}
+    elif kind == "vp":  # the continuous VP at t = (k + 1) / N, as betas
+        t = torch.arange(N_TRAIN + 1, dtype=torch.float64) / N_TRAIN
+        abar = path(t).alpha.pow(2)
+        abar[0] = 1.0
+        base |= {"trained_betas": (1.0 - abar[1:] / abar[:-1]).tolist()}
+    cov = "iso" if iso else "full"
+    label = f"{seed:2d} {kind:11s} {prediction:8s} d={d:<2d} k={k:<2d} s={scale:4.2f} {cov}"
+    return Problem(seed, kind, prediction, oracle, base, label)
+
+
+def _values(kind: str, level: float) -> tuple[float, float]:
+    """(alpha, sigma) at a diffusers noise level (VP: sigma_tilde; flow: sigma)."""
+    if kind == "linear":
+        return 1.0 - level, level
+    a = 1.0 / math.sqrt(1.0 + level * level)
+    return a, a * level
+
+
+def oracle_out(p: Problem, x: torch.Tensor, alpha: float, sigma: float, kind: str):
+    b = x.shape[0]
+    x0, eps = p.oracle.x0_eps_at(
+        x, torch.full((b,), alpha, dtype=x.dtype), torch.full((b,), sigma, dtype=x.dtype)
+    )
+    return {
+        "epsilon": eps,
+        "v_prediction": alpha * eps - sigma * x0,
+        "sample": x0,
+        "flow_prediction": eps - x0,
+    }[kind]
+
+
+# -- the reference -----------------------------------------------------------------------------
+def reference(p: Problem, x: torch.Tensor, level: float) -> torch.Tensor:
+    """x0 reached by the probability-flow ODE from ``x`` (VP-scaled latents or flow x_t) at
+    the diffusers noise level ``level``."""
     from torchdiffeq import odeint
 
-    def rhs(s, y):
-        st = float(s)
-        return eps_at(oracle, y / math.sqrt(1.0 + st * st), st)
+    tol = {"rtol": 1e-7, "atol": 1e-7}
+    if p.kind == "linear":
 
-    # integrate in u = sqrt(sigma_tilde) is unnecessary: dopri5 adapts; keep stages in range
-    span = torch.tensor([st_start, 0.0], dtype=torch.float64)
-    return odeint(rhs, x_tilde, span, rtol=1e-10, atol=1e-10, options={"step_t": span})[-1]
+        def rhs(t, y):
+            return oracle_out(p, y, 1.0 - float(t), float(t), "flow_prediction")
+
+        span = torch.tensor([level, 1e-7], dtype=torch.float64)
+        y = odeint(rhs, x, span, **tol)[-1]
+        return oracle_out(p, y, 1.0 - 1e-7, 1e-7, "sample")
+
+    def rhs_vp(s, y):  # dx_tilde / dsigma_tilde = eps_hat
+        a, sig = _values(p.kind, float(s))
+        return oracle_out(p, a * y, a, sig, "epsilon")
+
+    span = torch.tensor([level, 0.0], dtype=torch.float64)
+    x_tilde = x * math.sqrt(1.0 + level * level)
+    return odeint(rhs_vp, x_tilde, span, options={"step_t": span}, **tol)[-1]
 
 
 # -- diffusers ---------------------------------------------------------------------------------
-def diffusers_configs():
-    from diffusers import (
-        DDIMScheduler,
-        DEISMultistepScheduler,
-        DPMSolverMultistepScheduler,
-        EulerDiscreteScheduler,
-        HeunDiscreteScheduler,
-        UniPCMultistepScheduler,
-    )
+def diffusers_configs(p: Problem):
+    import diffusers as D
 
-    base = {"num_train_timesteps": 1000, "beta_start": 1e-4, "beta_end": 0.02}
-    base["beta_schedule"] = "linear"
-    cfgs = []
-    for spacing in ("leading", "trailing", "linspace"):
-        cfgs.append(
-            (f"DDIM {spacing}", DDIMScheduler, {"clip_sample": False, "timestep_spacing": spacing})
-        )
+    pred = {"eps": "epsilon", "v": "v_prediction", "x0": "sample", "velocity": "flow_prediction"}
+    pt = {"prediction_type": pred[p.prediction]}
+    if p.kind == "linear":
+        flow = {"use_flow_sigmas": True, "flow_shift": 1.0, **pt}
+        cfgs = [("FlowMatchEuler", D.FlowMatchEulerDiscreteScheduler, {})]
+        cfgs.append(("FlowMatchHeun", D.FlowMatchHeunDiscreteScheduler, {}))
+        for order in (2, 3):
+            cfgs.append(
+                (
+                    f"DPM++ {order}M flow",
+                    D.DPMSolverMultistepScheduler,
+                    {"solver_order": order, **flow},
+                )
+            )
+            for v in ("bh1", "bh2"):
+                cfgs.append(
+                    (
+                        f"UniPC-{v} {order} flow",
+                        D.UniPCMultistepScheduler,
+                        {"solver_order": order, "solver_type": v, **flow},
+                    )
+                )
+            cfgs.append(
+                (f"DEIS {order} flow", D.DEISMultistepScheduler, {"solver_order": order, **flow})
+            )
+        return cfgs
+    cfgs = [
+        (f"DDIM {s}", D.DDIMScheduler, {"clip_sample": False, "timestep_spacing": s, **pt})
+        for s in ("leading", "trailing", "linspace")
+    ]
     for order in (2, 3):
-        for extra_name, extra in (
+        for name, extra in (
             ("", {}),
             (" trailing", {"timestep_spacing": "trailing"}),
             (" karras", {"use_karras_sigmas": True}),
-            (" lu-lambdas", {"use_lu_lambdas": True}),
+            (" lu", {"use_lu_lambdas": True}),
         ):
-            cfgs.append(
-                (
-                    f"DPMSolver++ {order}M{extra_name}",
-                    DPMSolverMultistepScheduler,
-                    {"solver_order": order, "algorithm_type": "dpmsolver++", **extra},
-                )
-            )
-            cfgs.append(
-                (
-                    f"UniPC-bh2 {order}{extra_name}",
-                    UniPCMultistepScheduler,
-                    {"solver_order": order, "solver_type": "bh2", **extra},
-                )
-            )
-            if extra_name != " lu-lambdas":
-                cfgs.append(
-                    (
-                        f"DEIS {order}{extra_name}",
-                        DEISMultistepScheduler,
-                        {"solver_order": order, **extra},
-                    )
-                )
-        cfgs.append(
-            (
-                f"UniPC-bh1 {order}",
-                UniPCMultistepScheduler,
-                {"solver_order": order, "solver_type": "bh1"},
-            )
-        )
-    for extra_name, extra in (("", {}), (" karras", {"use_karras_sigmas": True})):
-        for spacing in ("linspace", "trailing"):
-            opts = {"timestep_spacing": spacing, **extra}
-            cfgs.append((f"Euler {spacing}{extra_name}", EulerDiscreteScheduler, opts))
-            cfgs.append((f"Heun {spacing}{extra_name}", HeunDiscreteScheduler, dict(opts)))
-    return base, cfgs
+            opts = {"solver_order": order, **extra, **pt}
+            cfgs.append((f"DPM++ {order}M{name}", D.DPMSolverMultistepScheduler, opts))
+            if name != " lu":
+                uopts = {"solver_type": "bh2", **opts}
+                cfgs.append((f"UniPC-bh2 {order}{name}", D.UniPCMultistepScheduler, uopts))
+                cfgs.append((f"DEIS {order}{name}", D.DEISMultistepScheduler, dict(opts)))
+        uopts = {"solver_order": order, "solver_type": "bh1", **pt}
+        cfgs.append((f"UniPC-bh1 {order}", D.UniPCMultistepScheduler, uopts))
+    for name, extra in (("", {}), (" karras", {"use_karras_sigmas": True})):
+        opts = {"timestep_spacing": "trailing", **extra, **pt}
+        cfgs.append((f"Euler trailing{name}", D.EulerDiscreteScheduler, opts))
+        cfgs.append((f"Heun trailing{name}", D.HeunDiscreteScheduler, dict(opts)))
+    return cfgs
 
 
-def run_diffusers(oracle, cls, base, opts, nfe, x_t):
-    """Run one scheduler with about ``nfe`` model calls; returns (x0, nfe, sigma_tilde_start)."""
-    sched = cls(**base, **opts)
-    heun = cls.__name__.startswith("Heun")
-    steps = (nfe + 1) // 2 if heun else nfe
-    sched.set_timesteps(steps)
-    ts = sched.timesteps
+def run_diffusers(p: Problem, cls, opts, nfe, x_t):
+    """One scheduler with about ``nfe`` model calls: (x0, calls, start level, start latents)."""
+    sched = cls(**p.diffusers_base, **opts) if p.kind != "linear" else cls(**opts)
+    heun = "Heun" in cls.__name__
+    sched.set_timesteps((nfe + 1) // 2 if heun else nfe)
     sig = getattr(sched, "sigmas", None)
-    abar = sched.alphas_cumprod.to(torch.float64)
+    ddim = cls.__name__ == "DDIMScheduler"
+    abar = getattr(sched, "alphas_cumprod", None)
 
-    def sigma_tilde(i, t):
-        if sig is not None and len(sig) > i and cls.__name__ != "DDIMScheduler":
+    def level(i, t):
+        if sig is not None and not ddim:
             return float(sig[i])
         a = float(abar[int(t)])
         return math.sqrt((1 - a) / a)
 
-    st0 = sigma_tilde(0, ts[0])
-    latents = x_t * float(sched.init_noise_sigma)
-    euler_like = float(sched.init_noise_sigma) > 1.0
-    x_tilde0 = latents if euler_like else latents * math.sqrt(1 + st0 * st0)
+    lat = x_t * float(getattr(sched, "init_noise_sigma", 1.0))
+    euler_like = float(getattr(sched, "init_noise_sigma", 1.0)) > 1.0
+    lev0 = level(0, sched.timesteps[0])
+    start = lat / math.sqrt(1 + lev0 * lev0) if euler_like else lat
+    kind = opts.get("prediction_type", "flow_prediction")
     calls = 0
-    for i, t in enumerate(ts):
-        inp = sched.scale_model_input(latents, t)
-        eps = eps_at(oracle, inp, sigma_tilde(i, t))
+    for i, t in enumerate(sched.timesteps):
+        inp = sched.scale_model_input(lat, t) if hasattr(sched, "scale_model_input") else lat
+        out = oracle_out(p, inp, *_values(p.kind, level(i, t)), kind)
         calls += 1
-        latents = sched.step(eps, t, latents).prev_sample
-    return latents, calls, st0, x_tilde0
+        lat = sched.step(out, t, lat).prev_sample
+    if p.kind != "linear" and euler_like:
+        pass  # Euler/Heun latents are x_tilde-scaled; at sigma = 0 that is x0 itself
+    return lat, calls, lev0, start
 
 
 # -- probpath ----------------------------------------------------------------------------------
-# sigma_tilde range of the grid per NFE budget (make_grid's sigma_max / sigma_min), chosen
-# on this problem (data of unit scale, modes of width 0.1-0.25); the wider the budget, the
-# wider the range. The standard full-range grids are listed too.
-TUNED = {5: (2.0, 0.1), 10: (3.0, 0.05), 20: (8.0, 0.05)}
+SOLVERS = {
+    "dpmpp_3m": ("dpmpp_3m", {}),
+    "unipc-2": ("unipc", {"order": 2}),
+    "unipc-3": ("unipc", {"order": 3}),
+    "deis-3": ("deis", {"order": 3}),
+}
+# the same with full order to the end (lower_order_final=False), for a second tuning pass
+SOLVERS_FULL = {
+    f"{k} full": (name, {**opts, "lower_order_final": False}) for k, (name, opts) in SOLVERS.items()
+}
+GRIDS = {
+    "log_snr": {"spacing": "log_snr"},
+    "uniform->0": {"spacing": "uniform", "t_min": 0.0},
+    "edm3->0": {"spacing": "edm", "rho": 3.0, "t_min": 0.0},
+    "edm5->0": {"spacing": "edm", "rho": 5.0, "t_min": 0.0},
+}
 
 
-def probpath_configs():
-    """(label, sampler, spacing, grid kwargs per NFE, sampler options)."""
-    cfgs = []
-    extrap = {"final_extrapolate": True}
-    for name in ("dpmpp_3m", "dpmpp_2m"):
-        for spacing, rho in (("log_snr", 7.0), ("edm", 7.0), ("edm", 3.0)):
-            tuned = {n: {"sigma_max": a, "sigma_min": b, "rho": rho} for n, (a, b) in TUNED.items()}
-            label = f"{name} {spacing}" + (f" rho={rho:g}" if spacing == "edm" else "")
-            cfgs.append((f"{label} tuned", name, spacing, tuned, {}))
-            cfgs.append((f"{label} tuned extrap", name, spacing, tuned, extrap))
-        for spacing in ("log_snr", "edm"):
-            full = dict.fromkeys(NFES, {})
-            cfgs.append((f"{name} {spacing} full-range", name, spacing, full, {}))
-    full = dict.fromkeys(NFES, {})
-    for name, spacing in (("ddim", "log_snr"), ("edm_heun", "edm"), ("dpm_solver_2", "log_snr")):
-        cfgs.append((f"{name} {spacing} full-range", name, spacing, full, {}))
-    cfgs.append(("dpm_solver_3 log_snr full-range", "dpm_solver_3", "log_snr", full, {}))
-    return cfgs
+# second tuning pass: log-SNR grids over a shorter sigma_tilde range (last network noise level
+# sigma_min, optional first jump to sigma_max), in sigma_tilde = sigma / alpha units
+GRIDS_RANGE = {
+    f"log_snr {lo}-{hi}": {
+        "spacing": "log_snr",
+        **({"sigma_min": lo} if lo else {}),
+        **({"sigma_max": hi} if hi else {}),
+    }
+    for lo in (None, 0.03, 0.1, 0.3)
+    for hi in (None, 80.0)
+} | {"uniform->0": {"spacing": "uniform", "t_min": 0.0}}
+SOLVERS_RANGE = {
+    "unipc-2": ("unipc", {"order": 2}),
+    "unipc-3": ("unipc", {"order": 3}),
+    "deis-3": ("deis", {"order": 3}),
+    "unipc-2 full": ("unipc", {"order": 2, "lower_order_final": False}),
+    "unipc-3 full": ("unipc", {"order": 3, "lower_order_final": False}),
+}
 
 
-def run_probpath(oracle, name, spacing, grid_kw, opts, nfe, x_t):
-    per_step = {"edm_heun": 2, "dpm_solver_2": 2, "dpm_solver_3": 3}.get(name, 1)
-    steps = (nfe - 1) // per_step + 1 if per_step > 1 else nfe  # final step costs 1 NFE
-    ts = make_grid(oracle.path, steps, spacing, **grid_kw)
-    out = sample_path(oracle, x_t.shape, sampler=name, grid=ts, x_init=x_t, **opts)
+def run_probpath(p: Problem, sampler: str | None, opts: dict, grid, nfe: int, x_t):
+    """``grid``: make_grid kwargs, or None for sample_path's defaults (``sampler=None``: its
+    default sampler too)."""
+    kw = {} if sampler is None else {"sampler": sampler}
+    if isinstance(grid, torch.Tensor):
+        kw["grid"] = grid
+    elif grid is not None:
+        g = dict(grid)
+        kw["grid"] = make_grid(p.oracle.path, nfe, g.pop("spacing"), **g)
+    out = sample_path(p.oracle, x_t.shape, steps=nfe, x_init=x_t, **kw, **opts)
     return out.x, out.nfe
 
 
-def accuracy(show_all: bool):
-    oracle = make_oracle()
-    gen = torch.Generator().manual_seed(0)
-    x_t = torch.randn(N_SAMPLES, 2, generator=gen, dtype=torch.float64)
+def evaluate(p: Problem, tune: bool, optimize: bool = False, diffusers: dict | None = None) -> dict:
+    """Errors of diffusers' configurations and probpath's (defaults + candidates) per NFE.
+
+    ``optimize``: also probpath's default sampler on a grid from ``optimize_grid`` (64 other
+    prior draws: 32 fit, 32 check; 6 trial runs per step). ``diffusers``: reuse these
+    diffusers errors (from an earlier ``--json``; same draws) instead of running diffusers.
+    """
+    gen = torch.Generator().manual_seed(10_000 + p.seed)
+    x_t = torch.randn(N_STARTS, p.oracle.dim, generator=gen, dtype=torch.float64)
     refs: dict[float, torch.Tensor] = {}
 
-    def ref_for(st0, x_tilde0):
-        key = round(st0, 9)
+    def err(out, lev, start):
+        key = round(lev, 9)
         if key not in refs:
-            refs[key] = reference(oracle, x_tilde0, st0)
-        return refs[key]
+            refs[key] = reference(p, start, lev)
+        return float((out - refs[key]).pow(2).sum(1).mean().sqrt())
 
-    def rms(a, b):
-        return float((a - b).pow(2).sum(1).mean().sqrt())
-
-    v1 = oracle.path(torch.tensor(1.0, dtype=torch.float64))
-    st_ours = float(v1.sigma / v1.alpha)
-    base, dcfgs = diffusers_configs()
-    rows = []  # (side, label, {nfe: (err, real_nfe)})
-    for label, cls, opts in dcfgs:
-        res = {}
+    v1 = p.oracle.path(torch.tensor(1.0, dtype=torch.float64))
+    lev1 = 1.0 if p.kind == "linear" else float(v1.sigma / v1.alpha)
+    res = {"diffusers": diffusers or {}, "probpath": {}}
+    for label, cls, opts in [] if diffusers else diffusers_configs(p):
         for nfe in NFES:
             try:
-                out, calls, st0, xt0 = run_diffusers(oracle, cls, base, opts, nfe, x_t)
-                res[nfe] = (rms(out, ref_for(st0, xt0)), calls)
-            except Exception as exc:  # a scheduler refusing an option/NFE combination
-                res[nfe] = (float("nan"), f"{type(exc).__name__}")
-        rows.append(("diffusers", label, res))
-    for label, name, spacing, grid_kw, opts in probpath_configs():
-        res = {}
-        for nfe in NFES:
-            out, calls = run_probpath(oracle, name, spacing, grid_kw[nfe], opts, nfe, x_t)
-            res[nfe] = (rms(out, ref_for(st_ours, x_t / float(v1.alpha))), calls)
-        rows.append(("probpath", label, res))
-
-    print("\n## Accuracy: RMS error vs the exact PF-ODE solution (DDPM linear VP, exact GMM eps)")
-    print(f"{'side':10s} {'sampler':36s}" + "".join(f"  NFE~{n:<3d} (nfe)  " for n in NFES))
-    for side, label, res in rows:
-        cells = "".join(f"  {res[n][0]:9.2e} ({res[n][1]!s:>3}) " for n in NFES)
-        print(f"{side:10s} {label:36s}{cells}")
-
-    def best(side, n):
-        cands = [
-            (res[n][0], label)
-            for s, label, res in rows
-            if s == side and res[n][1] == n and math.isfinite(res[n][0])
+                out, calls, lev, start = run_diffusers(p, cls, opts, nfe, x_t)
+            except Exception:  # a scheduler refusing an option/NFE combination
+                continue
+            if calls == nfe and torch.isfinite(out).all():
+                res["diffusers"].setdefault(label, {})[nfe] = err(out, lev, start)
+    cands = [("default", None, {}, None)]
+    if tune:
+        cands += [
+            (f"{s} {gname}", name, opts, grid)
+            for s, (name, opts) in SOLVERS.items()
+            for gname, grid in GRIDS.items()
         ]
-        return min(cands)
+    for label, name, opts, grid in cands:
+        for nfe in NFES:
+            out, calls = run_probpath(p, name, opts, grid, nfe, x_t)
+            assert calls == nfe, (label, calls)
+            e = err(out, lev1, x_t) if torch.isfinite(out).all() else float("inf")
+            res["probpath"].setdefault(label, {})[nfe] = e
+    if optimize:
+        from probpath.sampling.optimize import optimize_grid
 
-    print("\n## Best at equal NFE (only runs with exactly that NFE)")
-    print(f"{'NFE':>4s}  {'probpath best':48s} {'diffusers best':48s} ratio")
-    for n in NFES:
-        ep, lp = best("probpath", n)
-        ed, ld = best("diffusers", n)
-        print(f"{n:4d}  {ep:9.2e} {lp:38s} {ed:9.2e} {ld:38s} {ep / ed:5.3f}")
+        spec = get_sampler("unipc")  # the default sampler of sample_path (order 3)
+        res["optimize_cost"] = {}
+        for nfe in NFES:
+            fit = optimize_grid(
+                p.oracle,
+                nfe,
+                (p.oracle.dim,),
+                sampler=spec.name,
+                n=64,
+                max_evals=6 * nfe,
+                generator=torch.Generator().manual_seed(20_000 + p.seed),
+            )
+            out, calls = run_probpath(p, spec.name, {}, fit.ts, nfe, x_t)
+            res["probpath"].setdefault("optimized", {})[nfe] = err(out, lev1, x_t)
+            res["optimize_cost"][nfe] = [fit.nfe, fit.seconds]
+    return res
+
+
+def best(table: dict, nfe: int) -> tuple[float, str]:
+    return min((v[nfe], k) for k, v in table.items() if nfe in v)
+
+
+def summarise(results: dict, seeds, title: str, label: str = "default") -> None:
+    print(f"\n## {title}: probpath `{label}` / diffusers' best, per problem")
+    print(
+        f"{'problem':48s}" + "".join(f"  NFE {n:<2d} ratio (diffusers best)        " for n in NFES)
+    )
+    ratios = {n: [] for n in NFES}
+    for s in seeds:
+        r = results[s]
+        cells = []
+        for n in NFES:
+            ed, ld = best(r["diffusers"], n)
+            ratio = r["probpath"][label][n] / ed
+            ratios[n].append(ratio)
+            cells.append(f"  {ratio:6.3f} ({ed:8.2e} {ld[:18]:18s})")
+        print(f"{r['label']:48s}" + "".join(cells))
+    geo = {n: math.exp(np.mean(np.log(ratios[n]))) for n in NFES}
+    worst = {n: max(ratios[n]) for n in NFES}
+    print(f"{'geometric mean':48s}" + "".join(f"  {geo[n]:6.3f}{'':29s}" for n in NFES))
+    print(f"{'worst':48s}" + "".join(f"  {worst[n]:6.3f}{'':29s}" for n in NFES))
+
+
+def tune_table(results: dict, seeds) -> None:
+    """Geometric mean and worst ratio of every candidate on ``seeds``, per path kind and NFE."""
+    labels = list(next(iter(results.values()))["probpath"])
+    for kind in (*KINDS, "all"):
+        ss = [s for s in seeds if kind == "all" or results[s]["kind"] == kind]
+        print(f"\n## Tuning seeds, {kind}: geomean (worst) of probpath / diffusers' best")
+        rows = []
+        for lab in labels:
+            cells, score = [], 0.0
+            for n in NFES:
+                rr = [
+                    results[s]["probpath"][lab][n] / best(results[s]["diffusers"], n)[0] for s in ss
+                ]
+                g = math.exp(np.mean(np.log(rr)))
+                score += math.log(g)
+                cells.append(f"{g:6.3f} ({max(rr):6.3f})")
+            rows.append((score, lab, cells))
+        for _score, lab, cells in sorted(rows)[:12]:
+            print(f"  {lab:28s} " + "  ".join(cells))
 
 
 # -- overhead ----------------------------------------------------------------------------------
@@ -259,9 +413,11 @@ def overhead(steps: int = 20, repeats: int = 20, rounds: int = 15):
 
     field = FunctionField(lambda x, t: net(x, t), path, "eps")
 
-    def ours():
-        ts = make_grid(path, steps, "log_snr")
-        return sample_path(field, x.shape, x_init=x, sampler="dpmpp_2m", grid=ts).x
+    def ours(name):
+        def run():
+            return sample_path(field, x.shape, x_init=x, sampler=name, steps=steps).x
+
+        return run
 
     sched_kw = {"beta_schedule": "linear", "solver_order": 2, "algorithm_type": "dpmsolver++"}
 
@@ -282,33 +438,120 @@ def overhead(steps: int = 20, repeats: int = 20, rounds: int = 15):
     def cold():  # the grid and its schedule values recomputed, as diffusers' set_timesteps is
         timesteps._cached_grid.cache_clear()
         timesteps._cached_values.cache_clear()
-        return ours()
+        return ours("dpmpp_2m")()
 
-    fns = {"net": network_only, "ours": ours, "cold": cold, "theirs": theirs}
-    best = dict.fromkeys(fns, float("inf"))
+    fns = {
+        "net": network_only,
+        "dpmpp_2m": ours("dpmpp_2m"),
+        "unipc": ours("unipc"),
+        "cold": cold,
+        "theirs": theirs,
+    }
+    best_t = dict.fromkeys(fns, float("inf"))
     for fn in fns.values():
         fn()
-    for _ in range(rounds):  # interleaved rounds, best of each: robust on a shared machine
+    samples = {k: [] for k in fns}
+    for _ in range(rounds):  # interleaved rounds: robust on a shared machine
         for key, fn in fns.items():
             t0 = time.perf_counter()
             for _ in range(repeats):
                 fn()
-            best[key] = min(best[key], (time.perf_counter() - t0) / repeats)
-    net_t = best["net"]
-    a, c, b = (best[k] - net_t for k in ("ours", "cold", "theirs"))
+            dt = (time.perf_counter() - t0) / repeats
+            samples[key].append(dt)
+            best_t[key] = min(best_t[key], dt)
+    net_t = best_t["net"]
+    theirs_t = best_t["theirs"] - net_t
     print("\n## Overhead per step, excluding the network (batch 64x2, float32, one thread)")
-    print(f"probpath dpmpp_2m (grid memoised)    {a / steps * 1e6:8.1f} us/step")
-    print(f"probpath dpmpp_2m (grid recomputed)  {c / steps * 1e6:8.1f} us/step")
-    print(f"diffusers DPMSolverMultistep 2M      {b / steps * 1e6:8.1f} us/step")
-    print(f"ratio memoised {a / b:6.3f}, recomputed {c / b:6.3f} (goal <= 0.25)")
+    print("best of interleaved rounds; in brackets the median")
+    for key in ("dpmpp_2m", "unipc", "cold", "theirs"):
+        b = best_t[key] - net_t
+        med = float(np.median(samples[key])) - float(np.median(samples["net"]))
+        print(
+            f"{key:10s} {b / steps * 1e6:8.1f} us/step ({med / steps * 1e6:8.1f})   "
+            f"ratio to diffusers {b / theirs_t:6.3f}"
+        )
+
+
+# -- the old single problem (one row of the new table) -----------------------------------------
+def legacy_problem() -> Problem:
+    k = torch.arange(6, dtype=torch.float64) * (2 * math.pi / 6)
+    means = torch.cat([torch.stack([k.cos(), k.sin()], 1), torch.zeros(1, 2, dtype=torch.float64)])
+    stds = torch.tensor([0.15, 0.1, 0.2, 0.12, 0.18, 0.1, 0.25], dtype=torch.float64)
+    covs = torch.diag_embed(stds[:, None].expand(7, 2) ** 2)
+    weights = torch.tensor([1, 2, 1, 2, 1, 2, 3], dtype=torch.float64)
+    oracle = GaussianMixtureOracle(weights, means, covs, AffinePath("ddpm"))
+    base = {"num_train_timesteps": N_TRAIN, "beta_schedule": "linear"}
+    base |= {"beta_start": 1e-4, "beta_end": 0.02}
+    label = "legacy    ddpm-linear eps     d=2  k=7  s=1    (old table)"
+    return Problem(-1, "ddpm-linear", "eps", oracle, base, label)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", default="0-23", help="problem seeds, e.g. 0-7 or 8-23")
+    parser.add_argument("--tune", action="store_true", help="also run every candidate config")
+    parser.add_argument(
+        "--full-order", action="store_true", help="tune the candidates without lower_order_final"
+    )
+    parser.add_argument("--range-pass", action="store_true", help="tune sigma ranges (2nd pass)")
+    parser.add_argument("--skip-overhead", action="store_true")
+    parser.add_argument("--skip-accuracy", action="store_true")
+    parser.add_argument("--json", default=None, help="write the raw errors here")
+    parser.add_argument("--starts", type=int, default=N_STARTS, help="draws per problem")
+    parser.add_argument("--optimize", action="store_true", help="also the optimised grids")
+    parser.add_argument(
+        "--diffusers-from", default=None, help="reuse diffusers' errors from this --json"
+    )
+    args = parser.parse_args()
+    globals()["N_STARTS"] = args.starts
+    if args.full_order:
+        globals()["SOLVERS"] = SOLVERS_FULL
+    if args.range_pass:
+        globals()["SOLVERS"], globals()["GRIDS"] = SOLVERS_RANGE, GRIDS_RANGE
+    torch.set_num_threads(1)
+    if not args.skip_accuracy:
+        lo, hi = (int(v) for v in args.seeds.split("-"))
+        results = {}
+        prior = {}
+        if args.diffusers_from:
+            with open(args.diffusers_from) as f:
+                prior = {
+                    k: {
+                        "diffusers": {
+                            c: {int(n): e for n, e in v.items()} for c, v in r["diffusers"].items()
+                        }
+                    }
+                    for k, r in json.load(f).items()
+                }
+        for s in [*range(lo, hi + 1), -1]:
+            p = legacy_problem() if s == -1 else make_problem(s)
+            t0 = time.perf_counter()
+            old = prior.get(str(s), {}).get("diffusers")
+            res = evaluate(p, args.tune, args.optimize, old)
+            results[s] = {"label": p.label, "kind": p.kind, **res}
+            print(f"# {p.label}  ({time.perf_counter() - t0:.0f} s)", flush=True)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({str(k): v for k, v in results.items()}, f)
+        tuning = [s for s in TUNING if s in results]
+        held = [s for s in HELD_OUT if s in results]
+        if tuning:
+            summarise(results, tuning, "Tuning seeds 0-7")
+            if args.tune:
+                tune_table(results, tuning)
+        if held:
+            summarise(results, held, "Held-out seeds 8-23 (the result)")
+            if args.optimize:
+                summarise(results, held, "Held-out seeds 8-23", "optimized")
+                cost = [results[s]["optimize_cost"] for s in held]
+                for n in NFES:
+                    nfe = np.mean([c[n][0] for c in cost])
+                    sec = np.mean([c[n][1] for c in cost])
+                    print(f"optimize_grid cost at NFE {n}: {nfe:.0f} NFE x 32 draws, {sec:.1f} s")
+        summarise(results, [-1], "The old single problem")
+    if not args.skip_overhead:
+        overhead()
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--skip-accuracy", action="store_true")
-    parser.add_argument("--skip-overhead", action="store_true")
-    args = parser.parse_args()
-    if not args.skip_accuracy:
-        accuracy(show_all=True)
-    if not args.skip_overhead:
-        overhead()
+    main()

@@ -82,10 +82,10 @@ def _schedules_text() -> str:
 
 def _samplers_text() -> str:
     try:
-        from probpath.sampling import SAMPLERS
+        from probpath.sampling import SAMPLER_SPECS
     except ImportError:
         return "  (not available in this build)\n"
-    return "".join(f"  {name:<18} {_first_line(fn)}\n" for name, fn in SAMPLERS.items())
+    return "".join(f"  {name:<18} {spec.summary}\n" for name, spec in SAMPLER_SPECS.items())
 
 
 def _datasets_text() -> str:

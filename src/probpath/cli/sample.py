@@ -24,6 +24,14 @@ def sample(
         str | None, typer.Option(help="Sampler name (path models; see probpath info).")
     ] = None,
     steps: Annotated[int | None, typer.Option(help="Sampler steps (path models).")] = None,
+    grid: Annotated[
+        str | None,
+        typer.Option(
+            help="Time grid (path models): a spacing (uniform, log_snr, edm, quadratic) or "
+            "'optimized' (fitted to the model for this sampler and steps on first use, saved "
+            "in RUN/grids.json)."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the sampling noise.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:i].")] = "cpu",
     weights: Annotated[
@@ -75,6 +83,8 @@ def sample(
       probpath sample runs/ddpm --n 500 --sampler dpmpp_2m --steps 10 --out ddpm.npy
 
       probpath sample runs/ddpm-digits --sampler dpmpp_2m --steps 20 --clip-x0 --out d.png
+
+      probpath sample runs/cfm --sampler unipc --steps 5 --grid optimized --out cfm.npy
     """
     import torch
 
@@ -102,10 +112,10 @@ def sample(
         event = record.space.event_shape if record else getattr(loaded, "event_shape", ())
         check_elements((n, *event), bound, "--n x sample shape", "use a smaller --n")
         if sampler is not None and is_path_model(loaded):
-            from probpath.sampling import SAMPLERS
+            from probpath.sampling import SAMPLER_SPECS
 
-            if sampler not in SAMPLERS:
-                names = ", ".join(SAMPLERS)
+            if sampler not in SAMPLER_SPECS:
+                names = ", ".join(SAMPLER_SPECS)
                 raise BadInput(f"--sampler {sampler!r} is unknown; choose from {names}")
         from probpath.core.model import is_conditional
 
@@ -156,6 +166,31 @@ def sample(
     elif clip_x0 is None and record is not None:  # the default probpath.load uses too
         clip = default_sample_options(loaded, record.space).get("clip_x0")
 
+    def grid_times():
+        if not is_path_model(loaded):
+            raise BadInput("--grid needs a path model (ddpm, cfm, ...)")
+        if grid != "optimized":
+            return grid
+        from probpath.sampling.optimize import load_grid, optimize_grid, save_grid
+
+        name, k = sampler or loaded.default_sampler, steps or loaded.default_steps
+        ts = load_grid(run_dir, name, k)
+        if ts is None:
+            fit = optimize_grid(
+                loaded.field, k, loaded.event_shape, sampler=name, dtype=loaded.dtype
+            )
+            save_grid(run_dir, fit)
+            typer.echo(
+                f"optimized {name} grid, {k} steps: RMS error {fit.initial_error:.3g} -> "
+                f"{fit.error:.3g} vs a fine solve; cost {fit.nfe} NFE x 256 draws, "
+                f"{fit.seconds:.1f} s (saved in {run_dir / 'grids.json'})",
+                err=True,
+            )
+            ts = fit.ts
+        return ts
+
+    grid_arg = grid_times() if grid is not None else None
+
     def keep(info):  # the sampler's callback: the state after every step
         path.append(info["x"].detach().double().cpu())
 
@@ -173,6 +208,8 @@ def sample(
             extra["guidance"] = guidance
         if clip is not None:
             extra["clip_x0"] = clip
+        if grid_arg is not None:
+            extra["grid"] = grid_arg
         mode = "off" if quiet else "auto"
         with phase(f"sampling {n}", mode=mode, announce_after=2.0):
             x, seconds = draw_samples(

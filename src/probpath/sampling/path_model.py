@@ -4,7 +4,7 @@ A path model is a network on an affine path ``x_t = alpha_t x0 + sigma_t eps`` w
 :class:`~probpath.paths.parameterization.Prediction` — i.e. a
 :class:`~probpath.paths.field.PathField` — plus a training objective. Everything else is
 shared: sampling goes through :func:`~probpath.sampling.samplers.sample_path` (any sampler
-of :data:`~probpath.sampling.samplers.SAMPLERS`, NFE counted) and ``log_prob`` through the
+of :data:`~probpath.sampling.samplers.SAMPLER_SPECS`, NFE counted) and ``log_prob`` through the
 probability-flow ODE likelihood (survey Eq. 55,
 :func:`~probpath.sampling.likelihood.ode_log_prob`).
 Subclasses (``DiffusionModel``, ``NCSN``, ``ScoreSDE`` in :mod:`probpath.score.diffusion`;
@@ -36,7 +36,7 @@ from probpath.paths.field import PathField
 from probpath.paths.parameterization import Prediction
 from probpath.sampling.guidance import ClassifierFreeGuidance, ClassifierGuidance, format_nfe
 from probpath.sampling.likelihood import ode_log_prob
-from probpath.sampling.samplers import SAMPLERS, sample_path
+from probpath.sampling.samplers import get_sampler, sample_path
 
 __all__ = ["PathModel", "build_path_network"]
 
@@ -79,7 +79,7 @@ class PathModel(Model):
         path: the :class:`~probpath.paths.affine.AffinePath`.
         prediction: what the network predicts.
         network: ``network(x_t, t, cond) -> (batch, *event)``.
-        sampler: default sampler name (a key of ``SAMPLERS``).
+        sampler: default sampler name (a key of ``SAMPLER_SPECS``).
         steps: default number of sampler steps.
         sampler_options: default keyword options of ``sample_path`` (``grid``, ``t_min``,
             ``final_zero``, sampler options such as ``n_steps``).
@@ -128,7 +128,7 @@ class PathModel(Model):
         # path (iterating the parameters costs more than the CFM objective itself)
         self.register_buffer("_probe", torch.zeros(()), persistent=False)
         self.event_shape = check_event_shape(event_shape)
-        check_choice(sampler, "sampler", tuple(SAMPLERS))
+        get_sampler(sampler)
         check_choice(likelihood_trace, "likelihood_trace", ("auto", "exact", "hutchinson"))
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be a positive integer, got {steps!r}")
@@ -237,7 +237,7 @@ class PathModel(Model):
                 :func:`~probpath.sampling.guidance.fit_classifier`'s) and
                 ``classifier_scale`` for classifier guidance of the labels ``cond``.
             generator: for the prior draw and the sampler's noise (reproducible samples).
-            sampler: a key of :data:`~probpath.sampling.samplers.SAMPLERS` (default: the
+            sampler: a key of ``SAMPLER_SPECS`` (default: the
                 model's); e.g. ``"dpmpp_2m"``, ``"heun"``, ``"ancestral"``, ``"pc"``.
             steps: number of steps (default: the model's).
             **options: more ``sample_path`` options (``grid``, ``eta``, ``snr``, ...).
@@ -245,8 +245,9 @@ class PathModel(Model):
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive integer number of samples, got {n!r}")
         name = sampler or self.default_sampler
+        get_sampler(name)  # a bad name: one-line ValueError before any lookup
         opts = self.grid_defaults(name, steps or self.default_steps)
-        if sampler is None:
+        if name == self.default_sampler:  # naming the default sampler == not naming it
             opts.update(self.sampler_options)
         opts.update(options)
         opts_g = dict(guidance_options or {})
@@ -336,10 +337,14 @@ class PathModel(Model):
     def grid_defaults(self, sampler: str, steps: int) -> dict[str, Any]:
         """Time-grid options of a :meth:`sample` call with ``sampler`` and ``steps``.
 
-        Default: none (the path's ``t_min`` and the explicit final step to ``sigma = 0``);
-        explicit ``options`` of :meth:`sample` override these.
+        Default: the sampler's spacing over the path's whole range (``t_max`` to ``t_min``, then
+        the explicit final step to ``sigma = 0``), not :func:`~probpath.sampling.samplers.
+        default_grid`'s sigma-range rule: a trained model's data may have features finer than
+        the rule's last noise level (near-constant pixels of dequantised images,
+        ``tests/sampling/test_ddpm_ode_regression.py``). Explicit ``options`` of :meth:`sample`
+        override these.
         """
-        return {}
+        return {"grid": get_sampler(sampler).spacing}
 
     def sample_t(self, n: int) -> torch.Tensor:
         """Training times ``(n,)``; default ``U[t_min, 1]`` (subclasses override)."""

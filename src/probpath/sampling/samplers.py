@@ -13,63 +13,101 @@ counted, not guessed: :func:`sample_path` wraps the field with
 
 from __future__ import annotations
 
+import functools
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import torch
 
 from probpath.paths.field import ClippedField, Field, count_nfe
-from probpath.sampling.ode import (
-    sample_adaptive,
-    sample_dpm_solver_1,
-    sample_dpm_solver_2,
-    sample_dpm_solver_3,
-    sample_dpmpp_2m,
-    sample_dpmpp_3m,
-    sample_euler,
-    sample_heun,
-    sample_rk4,
-)
-from probpath.sampling.sde import (
-    sample_ancestral,
-    sample_annealed_langevin,
-    sample_ddim,
-    sample_edm_heun,
-    sample_euler_maruyama,
-    sample_langevin,
-    sample_pc,
-)
+from probpath.sampling import multistep, ode, sde
+from probpath.sampling.loop import SamplerSpec, as_function, run_sampler
 from probpath.sampling.timesteps import check_grid, make_grid
 
-__all__ = ["SAMPLERS", "DEFAULT_SPACING", "SampleOutput", "sample_path"]
+__all__ = [
+    "SAMPLER_SPECS",
+    "SAMPLERS",
+    "DEFAULT_SPACING",
+    "SampleOutput",
+    "get_sampler",
+    "sample_path",
+]
 
-SAMPLERS = {
-    "euler": sample_euler,
-    "heun": sample_heun,
-    "rk4": sample_rk4,
-    "adaptive": sample_adaptive,
-    "ddim": sample_ddim,
-    "dpm_solver_1": sample_dpm_solver_1,
-    "dpm_solver_2": sample_dpm_solver_2,
-    "dpm_solver_3": sample_dpm_solver_3,
-    "dpmpp_2m": sample_dpmpp_2m,
-    "dpmpp_3m": sample_dpmpp_3m,
-    "edm_heun": sample_edm_heun,
-    "ancestral": sample_ancestral,
-    "euler_maruyama": sample_euler_maruyama,
-    "pc": sample_pc,
-    "langevin": sample_langevin,
-    "annealed_langevin": sample_annealed_langevin,
-}
+#: the registry: every sampler's :class:`~probpath.sampling.loop.SamplerSpec`, by name (read by
+#: ``probpath info``, the CLI, ``compare``, the models and ``tests/sampling/test_registry.py``)
+SAMPLER_SPECS: Mapping[str, SamplerSpec] = MappingProxyType(
+    {spec.name: spec for spec in (*ode.SPECS, *multistep.SPECS, *sde.SPECS)}
+)
 
-# grid spacing each sampler works best with (lambda-space solvers: log-SNR)
-DEFAULT_SPACING = {name: "log_snr" for name in SAMPLERS} | {
-    "euler": "uniform",
-    "heun": "uniform",
-    "rk4": "uniform",
-    "euler_maruyama": "uniform",
-    "pc": "uniform",
-    "edm_heun": "edm",
-}
+#: ``sample_<name>(field, x_init, ts, *, generator, callback, cond, **options)`` by name
+SAMPLERS = MappingProxyType({name: as_function(spec) for name, spec in SAMPLER_SPECS.items()})
+
+#: the grid spacing each sampler defaults to
+DEFAULT_SPACING = MappingProxyType({name: spec.spacing for name, spec in SAMPLER_SPECS.items()})
+
+
+#: the default grid of the exponential integrators (spacing "log_snr") on paths that end at
+#: sigma = 0: log-SNR spacing over sigma_tilde = sigma / alpha in [SIGMA_MIN(steps), SIGMA_MAX]
+#: after one jump from t_max to SIGMA_MAX (Karras et al.'s sigma_max = 80), then the final
+#: step to 0. SIGMA_MIN = 0.3 at 5 steps, divided by sqrt(10) per doubling of the steps
+#: (0.1 at 10, 0.03 at 20), never below the path's t_min. Chosen on bench_samplers' tuning
+#: seeds 0-7 (data scales 0.5-8, four path kinds), reported on seeds 8-23: spending the last
+#: evaluation at t_min = 1/N (sigma_tilde 0.01) wastes one NFE in five at 5 steps
+#: (benchmarks/README.md).
+SIGMA_MAX = 80.0
+
+
+def sigma_min_rule(steps: int) -> float:
+    """``sigma_tilde`` of the last network time of the default grid with ``steps`` steps."""
+    return 0.3 * (5.0 / steps) ** math.log2(math.sqrt(10.0))
+
+
+@functools.lru_cache(maxsize=64)
+def _sigma_tilde_floor(schedule) -> float | None:
+    """``sigma_tilde`` at the schedule's ``t_min``, or ``None`` if ``sigma(0) > 0``."""
+    if float(schedule(torch.zeros(1, dtype=torch.float64)).sigma[0]) != 0.0:
+        return None
+    v = schedule(torch.tensor([schedule.t_min], dtype=torch.float64))
+    return float(v.sigma[0] / v.alpha[0])
+
+
+def default_grid(
+    path,
+    steps: int,
+    spec: SamplerSpec,
+    *,
+    t_max: float | None = None,
+    t_min: float | None = None,
+    final_zero: bool = True,
+) -> torch.Tensor:
+    """The grid :func:`sample_path` uses when none is given: ``spec``'s spacing; for the
+    exponential integrators on paths ending at ``sigma = 0`` (DDPM, VP, linear, ...) the
+    log-SNR range rule above (an explicit ``t_min`` switches the rule off)."""
+    steps = spec.fixed_steps or steps
+    floor = _sigma_tilde_floor(path.schedule)
+    if spec.spacing != "log_snr" or floor is None or t_min is not None or not final_zero:
+        return make_grid(path, steps, spec.spacing, t_max=t_max, t_min=t_min, final_zero=final_zero)
+    kw = {"sigma_min": max(sigma_min_rule(steps), floor)} if steps >= 2 else {}
+    if steps >= 3:
+        kw["sigma_max"] = SIGMA_MAX
+    try:
+        return make_grid(path, steps, "log_snr", t_max=t_max, **kw)
+    except ValueError:  # t_max below SIGMA_MAX's time: the plain range
+        return make_grid(path, steps, "log_snr", t_max=t_max, sigma_min=kw.get("sigma_min"))
+
+
+def get_sampler(name: str) -> SamplerSpec:
+    """The :class:`~probpath.sampling.loop.SamplerSpec` called ``name`` (``ValueError`` listing
+    the registered names otherwise)."""
+    spec = SAMPLER_SPECS.get(name) if isinstance(name, str) else None
+    if spec is None:
+        raise ValueError(
+            f"sampler must be one of {', '.join(map(repr, SAMPLER_SPECS))}; got {name!r} "
+            "(see `probpath info`)"
+        )
+    return spec
 
 
 @dataclass(frozen=True)
@@ -85,7 +123,7 @@ def sample_path(
     field: Field,
     shape: tuple[int, ...],
     *,
-    sampler: str = "dpmpp_2m",
+    sampler: str = "unipc",
     steps: int = 20,
     grid: str | torch.Tensor | list[float] | None = None,
     generator: torch.Generator | None = None,
@@ -104,10 +142,12 @@ def sample_path(
     Args:
         field: any :class:`~probpath.paths.field.Field`.
         shape: ``(n, *event_shape)``.
-        sampler: a key of :data:`SAMPLERS`.
+        sampler: a key of :data:`SAMPLER_SPECS` (default UniPC, order 3 with its corrector:
+            the best default on bench_samplers' tuning seeds).
         steps: number of steps (NFE is ``steps`` for 1-NFE samplers, see each sampler).
-        grid: a spacing name (``"uniform"``, ``"log_snr"``, ``"edm"``, ``"quadratic"``;
-            default per sampler, :data:`DEFAULT_SPACING`) or explicit decreasing times.
+        grid: a spacing name (``"uniform"``, ``"log_snr"``, ``"edm"``, ``"quadratic"``), explicit
+            decreasing times, or ``None``: :func:`default_grid` (the sampler's spacing; the
+            log-SNR range rule for the exponential integrators).
         generator: for the prior draw and the samplers' noise.
         device, dtype: of the samples (default: the default dtype, CPU).
         x_init: start from this ``x`` at ``ts[0]`` instead of a prior draw.
@@ -121,19 +161,17 @@ def sample_path(
     Returns:
         :class:`SampleOutput` with ``x``, the counted ``nfe`` and the grid ``ts``.
     """
-    if sampler not in SAMPLERS:
-        raise ValueError(
-            f"sampler must be one of {', '.join(map(repr, SAMPLERS))}; got {sampler!r}"
-        )
+    spec = get_sampler(sampler)
     if not isinstance(field, Field):
         raise ValueError(f"field must be a probpath Field, got {type(field).__name__}")
     shape = tuple(int(s) for s in shape)
     if not shape or shape[0] < 1:
         raise ValueError(f"shape must be (n, *event_shape) with n >= 1, got {shape}")
     path = field.path
-    if grid is None or isinstance(grid, str):
-        spacing = grid or DEFAULT_SPACING[sampler]
-        ts = make_grid(path, steps, spacing, t_min=t_min, final_zero=final_zero)
+    if grid is None:
+        ts = default_grid(path, steps, spec, t_min=t_min, final_zero=final_zero)
+    elif isinstance(grid, str):
+        ts = make_grid(path, spec.fixed_steps or steps, grid, t_min=t_min, final_zero=final_zero)
     else:
         ts = check_grid(grid, "grid")
     if x_init is None:
@@ -143,7 +181,7 @@ def sample_path(
             raise ValueError(f"clip_x0 must be a pair (low, high), e.g. (-1, 1); got {clip_x0!r}")
         field = ClippedField(field, *clip_x0)
     counted = count_nfe(field)
-    x = SAMPLERS[sampler](
-        counted, x_init, ts, generator=generator, callback=callback, cond=cond, **options
+    x = run_sampler(
+        spec, counted, x_init, ts, generator=generator, callback=callback, cond=cond, **options
     )
     return SampleOutput(x=x, nfe=counted.nfe, ts=ts)

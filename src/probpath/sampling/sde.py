@@ -1,20 +1,19 @@
 """Stochastic and DDIM-family samplers (survey §2.2-§2.5): Langevin, ancestral DDPM, DDIM(eta),
 reverse-SDE Euler-Maruyama, predictor-corrector, EDM Heun with churn.
 
-Same signature as :mod:`probpath.sampling.ode`:
-``sample_<name>(field, x_init, ts, *, generator=None, callback=None, cond=None, **options)``;
-all noise comes from ``generator``; a step to ``sigma = 0`` is the explicit denoising step
-``x = alpha(0) x0_hat`` without noise.
+Step functions plus :class:`~probpath.sampling.loop.SamplerSpec` s, as in
+:mod:`probpath.sampling.ode`; all noise comes from the run's ``generator``; the step to
+``sigma = 0`` is the loop's denoising step ``x = alpha(0) x0_hat`` without noise.
 """
 
 from __future__ import annotations
 
 import math
+from types import MappingProxyType
 
 import torch
 
-from probpath.sampling.ode import at_time, report, setup, x0_eps
-from probpath.sampling.timesteps import GridValues
+from probpath.sampling.loop import SamplerSpec, StepContext, as_function, denoise
 
 __all__ = [
     "sample_langevin",
@@ -24,80 +23,73 @@ __all__ = [
     "sample_euler_maruyama",
     "sample_pc",
     "sample_edm_heun",
+    "SPECS",
 ]
 
 
-def _noise(x, generator):
-    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+# -- Langevin (one level per grid point) -------------------------------------------------------
+def _langevin_level(anneal: bool):
+    """``n_steps`` Langevin steps (Eq. 32) at the noise level of grid point ``i``; ``x`` then
+    moves on to the next level unchanged (NCSN, Song & Ermon 2019, Alg. 1)."""
+
+    def step(ctx: StepContext, x: torch.Tensor, i: int):
+        g, o = ctx.g, ctx.options
+        eps_i = o["step_size"]
+        if anneal:  # NCSN: step_size * sigma_i^2 / sigma_L^2, sigma_L the smallest level > 0
+            last = len(g) - 1 if g.sigma[-1] > 0.0 else len(g) - 2
+            s_last = g.sigma[last] / g.alpha[last]
+            eps_i *= (g.sigma[i] / g.alpha[i] / s_last) ** 2
+        x0 = x
+        for _ in range(o["n_steps"]):
+            x0, e = ctx.x0_eps(x, i)
+            x = x + (0.5 * eps_i / -g.sigma[i]) * e + math.sqrt(eps_i) * ctx.noise(x)
+        return x, x0
+
+    def final(ctx: StepContext, x: torch.Tensor, i: int):
+        x, _ = step(ctx, x, i)
+        return denoise(ctx, x, i)
+
+    return step, final
 
 
-def _langevin_loop(field, x_init, ts, generator, callback, cond, n_steps, step_size, anneal):
-    if n_steps < 1 or step_size <= 0:
-        raise ValueError("n_steps must be >= 1 and step_size > 0")
-    x, ts, g = setup(field, x_init, ts)
-    levels = [i for i in range(len(g)) if g.sigma[i] > 0.0]
-    s_last = g.sigma[levels[-1]] / g.alpha[levels[-1]]
-    x0 = x
-    for i in range(len(g)):
-        if g.sigma[i] == 0.0:  # explicit denoising at the end
-            x = g.alpha[i] * x0_eps(field, x, g, i - 1, cond)[0]
-            continue
-        s = g.sigma[i] / g.alpha[i]
-        eps_i = (
-            step_size * (s / s_last) ** 2 if anneal else step_size
-        )  # NCSN: eps sigma^2/sigma_L^2
-        for _ in range(n_steps):
-            x0, e = x0_eps(field, x, g, i, cond)
-            score = -e / g.sigma[i]
-            x = x + (0.5 * eps_i) * score + math.sqrt(eps_i) * _noise(x, generator)  # Eq. (32)
-        if callback is not None and i + 1 < len(g):
-            report(callback, i, g, x, x0)
-    return x
+def _check_langevin(o):
+    n = o["n_steps"]
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1 or not o["step_size"] > 0:
+        raise ValueError(
+            f"n_steps must be an integer >= 1 and step_size > 0, got n_steps={n!r}, "
+            f"step_size={o['step_size']!r}"
+        )
 
 
-def sample_langevin(
-    field,
-    x_init,
-    ts,
-    *,
-    generator=None,
-    callback=None,
-    cond=None,
-    n_steps: int = 100,
-    step_size: float = 1e-3,
-):
-    """Unadjusted Langevin dynamics, Eq. (32): ``x <- x + (eps/2) score + sqrt(eps) z``.
-
-    ``n_steps`` steps of size ``step_size`` at each time of ``ts`` in turn (usually one small
-    ``t``); ``n_steps`` NFE per level.
-    """
-    return _langevin_loop(
-        field, x_init, ts, generator, callback, cond, n_steps, step_size, anneal=False
-    )
-
-
-def sample_annealed_langevin(
-    field,
-    x_init,
-    ts,
-    *,
-    generator=None,
-    callback=None,
-    cond=None,
-    n_steps: int = 100,
-    step_size: float = 2e-5,
-):
-    """Annealed Langevin dynamics (NCSN, Song & Ermon 2019, Alg. 1; survey §2.2).
-
-    At each noise level ``sigma_i`` of ``ts`` (with ``sigma_tilde = sigma / alpha``), run
-    ``n_steps`` Langevin steps (Eq. 32) of size ``step_size * sigma_i^2 / sigma_L^2``, where
-    ``sigma_L`` is the smallest level.
-    """
-    return _langevin_loop(
-        field, x_init, ts, generator, callback, cond, n_steps, step_size, anneal=True
-    )
+_LANGEVIN, _LANGEVIN_FINAL = _langevin_level(anneal=False)
+_ANNEALED, _ANNEALED_FINAL = _langevin_level(anneal=True)
+LANGEVIN = SamplerSpec(
+    "langevin",
+    _LANGEVIN,
+    "Unadjusted Langevin dynamics, Eq. (32): n_steps steps of step_size at each grid time.",
+    deterministic=False,
+    options=MappingProxyType({"n_steps": 100, "step_size": 1e-3}),
+    check=_check_langevin,
+    step_nfe=lambda o: o["n_steps"],
+    final=_LANGEVIN_FINAL,
+    final_nfe=lambda o: o["n_steps"] + 1,
+    last=_LANGEVIN,
+)
+ANNEALED_LANGEVIN = SamplerSpec(
+    "annealed_langevin",
+    _ANNEALED,
+    "Annealed Langevin dynamics (NCSN, Song & Ermon 2019, Alg. 1; survey §2.2).",
+    deterministic=False,
+    options=MappingProxyType({"n_steps": 100, "step_size": 2e-5}),
+    check=_check_langevin,
+    step_nfe=lambda o: o["n_steps"],
+    final=_ANNEALED_FINAL,
+    final_nfe=lambda o: o["n_steps"] + 1,
+    last=_ANNEALED,
+)
 
 
+# -- DDPM ancestral / DDIM ---------------------------------------------------------------------
 def _posterior(g, i):
     """``alpha_{t|s}``, ``sigma_{t|s}^2`` of ``q(x_t | x_s)`` for ``t = t_i > s = t_{i+1}``."""
     a_ts = g.alpha[i] / g.alpha[i + 1]
@@ -105,173 +97,180 @@ def _posterior(g, i):
     return a_ts, max(var_ts, 0.0)
 
 
-def sample_ancestral(
-    field,
-    x_init,
-    ts,
-    *,
-    generator=None,
-    callback=None,
-    cond=None,
-    variance: str = "beta_tilde",
-):
-    """Ancestral sampling of the DDPM reverse chain (survey Eq. 35, 39) on any grid.
+def _ancestral_step(ctx: StepContext, x: torch.Tensor, i: int):
+    """Eq. 39 on any grid: ``x_s ~ N(mu, v I)``, ``mu`` the mean of ``q(x_s | x_t, x0_hat)``,
+    ``v = beta_tilde = sigma_{t|s}^2 sigma_s^2 / sigma_t^2`` or ``beta = sigma_{t|s}^2``."""
+    g = ctx.g
+    x0, _ = ctx.x0_eps(x, i)
+    a_ts, var_ts = _posterior(g, i)
+    s2, s2_n = g.sigma[i] ** 2, g.sigma[i + 1] ** 2
+    mean = (a_ts * s2_n / s2) * x + (g.alpha[i + 1] * var_ts / s2) * x0
+    var = var_ts * s2_n / s2 if ctx.options["variance"] == "beta_tilde" else var_ts
+    return mean + math.sqrt(var) * ctx.noise(x), x0
 
-    Draws ``x_s ~ N(mu, v I)`` with the posterior mean of ``q(x_s | x_t, x0_hat)`` (the text
-    after Eq. 38; with ``x0_hat`` from ``eps_hat`` this is Eq. 39's mean) and variance
-    ``beta_tilde = sigma_{t|s}^2 sigma_s^2 / sigma_t^2`` or ``beta = sigma_{t|s}^2``
-    (``variance="beta"``), where ``alpha_{t|s} = alpha_t / alpha_s``,
-    ``sigma_{t|s}^2 = sigma_t^2 - alpha_{t|s}^2 sigma_s^2``. On the 1000-step DDPM grid these are
-    exactly ``beta_t`` and ``beta_tilde_t``. The step to ``sigma = 0`` adds no noise.
-    """
-    if variance not in ("beta", "beta_tilde"):
-        raise ValueError(f"variance must be 'beta' or 'beta_tilde', got {variance!r}")
-    x, ts, g = setup(field, x_init, ts)
-    for i in range(len(g) - 1):
-        x0, _ = x0_eps(field, x, g, i, cond)
-        if g.sigma[i + 1] == 0.0:
-            x = g.alpha[i + 1] * x0
-        else:
-            a_ts, var_ts = _posterior(g, i)
-            s2, s2_n = g.sigma[i] ** 2, g.sigma[i + 1] ** 2
-            mean = (a_ts * s2_n / s2) * x + (g.alpha[i + 1] * var_ts / s2) * x0
-            var = var_ts * s2_n / s2 if variance == "beta_tilde" else var_ts
-            x = mean + math.sqrt(var) * _noise(x, generator)
-        report(callback, i, g, x, x0)
+
+def _check_variance(o):
+    if o["variance"] not in ("beta", "beta_tilde"):
+        raise ValueError(f"variance must be 'beta' or 'beta_tilde', got {o['variance']!r}")
+
+
+ANCESTRAL = SamplerSpec(
+    "ancestral",
+    _ancestral_step,
+    "Ancestral sampling of the DDPM reverse chain (survey Eq. 35, 39) on any grid.",
+    "uniform",
+    deterministic=False,
+    options=MappingProxyType({"variance": "beta_tilde"}),
+    check=_check_variance,
+)
+
+
+def _ddim_step(ctx: StepContext, x: torch.Tensor, i: int):
+    """DDIM (Song, Meng & Ermon 2021, Eq. 12): ``x_s = alpha_s x0_hat + sqrt(sigma_s^2 - c^2)
+    eps_hat + c z`` with ``c = eta sqrt(beta_tilde)``."""
+    g = ctx.g
+    x0, eps = ctx.x0_eps(x, i)
+    s_n = g.sigma[i + 1]
+    _, var_ts = _posterior(g, i)
+    c = min(ctx.options["eta"] * math.sqrt(var_ts * s_n**2 / g.sigma[i] ** 2), s_n)
+    x = g.alpha[i + 1] * x0 + math.sqrt(max(s_n**2 - c * c, 0.0)) * eps
+    if c > 0.0:
+        x = x + c * ctx.noise(x)
+    return x, x0
+
+
+def _check_eta(o):
+    if not o["eta"] >= 0:
+        raise ValueError(f"eta must be >= 0, got {o['eta']!r}")
+
+
+DDIM = SamplerSpec(
+    "ddim",
+    _ddim_step,
+    "DDIM (Song et al. 2021, Eq. 12) with stochasticity eta (0: deterministic, order 1).",
+    order=1,
+    options=MappingProxyType({"eta": 0.0}),
+    check=_check_eta,
+)
+
+
+# -- reverse SDE and predictor-corrector -------------------------------------------------------
+def _corrector(ctx: StepContext, x: torch.Tensor, i: int) -> torch.Tensor:
+    """``n_corrector`` Langevin steps with step ``2 (snr ||z|| / ||score||)^2`` (batch-mean
+    norms, one step size for the batch as in Song et al.'s reference; Alg. 4-5)."""
+    for _ in range(ctx.options.get("n_corrector", 0)):
+        _, eps = ctx.x0_eps(x, i)
+        score = -eps / ctx.g.sigma[i]
+        z = ctx.noise(x)
+        z_norm = float(z.flatten(1).norm(dim=1).mean())
+        s_norm = max(float(score.flatten(1).norm(dim=1).mean()), 1e-30)
+        step = 2.0 * (ctx.options["snr"] * z_norm / s_norm) ** 2
+        x = x + step * score + math.sqrt(2.0 * step) * z
     return x
 
 
-def sample_ddim(field, x_init, ts, *, generator=None, callback=None, cond=None, eta: float = 0.0):
-    """DDIM (Song, Meng & Ermon 2021, Eq. 12) with stochasticity ``eta``.
-
-    ``x_s = alpha_s x0_hat + sqrt(sigma_s^2 - c^2) eps_hat + c z`` with
-    ``c = eta sqrt(beta_tilde)``; ``eta = 0`` is deterministic (= DPM-Solver-1), ``eta = 1`` is
-    ancestral sampling with ``beta_tilde``.
-    """
-    if eta < 0:
-        raise ValueError(f"eta must be >= 0, got {eta}")
-    x, ts, g = setup(field, x_init, ts)
-    for i in range(len(g) - 1):
-        x0, eps = x0_eps(field, x, g, i, cond)
-        s_n = g.sigma[i + 1]
-        _, var_ts = _posterior(g, i)
-        c = eta * math.sqrt(var_ts * s_n**2 / g.sigma[i] ** 2)
-        c = min(c, s_n)
-        x = g.alpha[i + 1] * x0 + math.sqrt(max(s_n**2 - c * c, 0.0)) * eps
-        if c > 0.0:
-            x = x + c * _noise(x, generator)
-        report(callback, i, g, x, x0)
-    return x
-
-
-def _sde_step(field, x, g, i, cond, generator):
-    """Reverse-SDE Euler-Maruyama step (Eq. 43) from ``t_i`` to ``t_{i+1}``; returns
-    ``(x_next, x_mean, x0_hat)``."""
-    x0, eps = x0_eps(field, x, g, i, cond)
-    if g.sigma[i + 1] == 0.0:
-        x = g.alpha[i + 1] * x0
-        return x, x, x0
-    t = torch.tensor(g.t[i], dtype=torch.float64)
-    f, gg = (float(c) for c in field.path.sde_coefficients(t))
-    dt = g.t[i] - g.t[i + 1]  # > 0: time runs backwards
-    score = -eps / g.sigma[i]
-    mean = x - (f * x - gg * gg * score) * dt
-    return mean + (gg * math.sqrt(dt)) * _noise(x, generator), mean, x0
-
-
-def sample_euler_maruyama(field, x_init, ts, *, generator=None, callback=None, cond=None):
-    """Euler-Maruyama on the reverse-time SDE ``dx = [f x - g^2 score] dt + g dw_bar`` (Eq. 43).
-
-    The last step returns the mean (no noise), as in Song et al. (2021). It is the
-    predictor-corrector sampler without corrector steps (1 NFE per step).
-    """
-    return sample_pc(
-        field, x_init, ts, generator=generator, callback=callback, cond=cond, n_corrector=0
+def _pc_step(ctx: StepContext, x: torch.Tensor, i: int):
+    """Corrector, then reverse-SDE Euler-Maruyama (Eq. 43) from ``t_i`` to ``t_{i+1}``; the
+    grid's last step returns the predictor's mean (Song et al. 2021)."""
+    g = ctx.g
+    x = _corrector(ctx, x, i)
+    x0, eps = ctx.x0_eps(x, i)
+    f, gg = (
+        float(c) for c in ctx.field.path.sde_coefficients(torch.tensor(g.t[i], dtype=torch.float64))
     )
+    dt = g.t[i] - g.t[i + 1]  # > 0: time runs backwards
+    mean = x - (f * x + (gg * gg / g.sigma[i]) * eps) * dt  # score = -eps / sigma
+    if i == ctx.steps - 1:
+        return mean, x0
+    return mean + (gg * math.sqrt(dt)) * ctx.noise(x), x0
 
 
-def sample_pc(
-    field,
-    x_init,
-    ts,
-    *,
-    generator=None,
-    callback=None,
-    cond=None,
-    snr: float = 0.16,
-    n_corrector: int = 1,
-):
-    """Predictor-corrector (Song et al. 2021, Alg. 1-3): at each time, ``n_corrector`` Langevin
-    corrector steps with step ``2 (snr ||z|| / ||score||)^2`` (norms averaged over the batch),
-    then one reverse-SDE
-    Euler-Maruyama predictor step. ``(1 + n_corrector)`` NFE per step; the last step returns
-    the predictor's mean."""
-    if snr <= 0 or n_corrector < 0:
-        raise ValueError("snr must be > 0 and n_corrector >= 0")
-    x, ts, g = setup(field, x_init, ts)
-    for i in range(len(g) - 1):
-        for _ in range(n_corrector):
-            _, eps = x0_eps(field, x, g, i, cond)
-            score = -eps / g.sigma[i]
-            z = _noise(x, generator)
-            # batch-mean norms, as in Song et al.'s reference: one step size for the batch
-            z_norm = float(z.flatten(1).norm(dim=1).mean())
-            s_norm = max(float(score.flatten(1).norm(dim=1).mean()), 1e-30)
-            step = 2.0 * (snr * z_norm / s_norm) ** 2
-            x = x + step * score + math.sqrt(2.0 * step) * z
-        x, mean, x0 = _sde_step(field, x, g, i, cond, generator)
-        if i == len(g) - 2:
-            x = mean
-        report(callback, i, g, x, x0)
-    return x
+def _pc_final(ctx: StepContext, x: torch.Tensor, i: int):
+    return denoise(ctx, _corrector(ctx, x, i), i)
 
 
-def sample_edm_heun(
-    field,
-    x_init,
-    ts,
-    *,
-    generator=None,
-    callback=None,
-    cond=None,
-    churn: float = 0.0,
-    s_tmin: float = 0.0,
-    s_tmax: float = float("inf"),
-    s_noise: float = 1.0,
-):
-    """EDM's Heun sampler (Karras et al. 2022, Alg. 2) in ``x_tilde = x / alpha``,
-    ``sigma_tilde = sigma / alpha``, where the ODE is ``dx_tilde / dsigma_tilde = eps_hat``.
-
-    ``churn = S_churn`` adds noise raising ``sigma_tilde`` by ``gamma = min(S_churn / N,
-    sqrt(2) - 1)`` when ``s_tmin <= sigma_tilde <= s_tmax``. The step to ``sigma = 0`` is a
-    single Euler step (as in EDM). 2 NFE per step (1 for the last).
-    """
-    if churn < 0 or s_noise < 0:
-        raise ValueError("churn and s_noise must be >= 0")
-    x, ts, g = setup(field, x_init, ts)
-    n = len(g) - 1
-    gamma_max = min(churn / n, math.sqrt(2.0) - 1.0)
-    xt = x / g.alpha[0]
-    for i in range(n):
-        st, st_n = g.sigma[i] / g.alpha[i], g.sigma[i + 1] / g.alpha[i + 1]
-        gamma = gamma_max if s_tmin <= st <= s_tmax else 0.0
-        if gamma > 0.0:
-            st_hat = st * (1.0 + gamma)
-            xt = xt + math.sqrt(st_hat**2 - st**2) * s_noise * _noise(xt, generator)
-            t_hat = float(field.path.t_from_log_snr(torch.tensor(-2.0 * math.log(st_hat))))
-            x0, d, v = at_time(field, v_alpha(field, t_hat) * xt, t_hat, cond)
-        else:
-            st_hat = st
-            x0, d = x0_eps(field, g.alpha[i] * xt, g, i, cond)
-        x_next = xt + (st_n - st_hat) * d
-        if st_n > 0.0:
-            _, d2 = x0_eps(field, g.alpha[i + 1] * x_next, g, i + 1, cond)
-            x_next = xt + (st_n - st_hat) * 0.5 * (d + d2)
-        xt = x_next
-        report(callback, i, g, g.alpha[i + 1] * xt, x0)
-    return g.alpha[-1] * xt
+def _check_pc(o):
+    n = o["n_corrector"]
+    if not o["snr"] > 0 or isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(
+            f"snr must be > 0 and n_corrector an integer >= 0, got snr={o['snr']!r}, "
+            f"n_corrector={n!r}"
+        )
 
 
-def v_alpha(field, t: float) -> float:
-    """``alpha(t)`` as a float."""
-    return GridValues.from_path(field.path, [t]).alpha[0]
+PC = SamplerSpec(
+    "pc",
+    _pc_step,
+    "Predictor-corrector (Song et al. 2021, Alg. 1-3): Langevin corrector + reverse-SDE step.",
+    "uniform",
+    deterministic=False,
+    options=MappingProxyType({"snr": 0.16, "n_corrector": 1}),
+    check=_check_pc,
+    step_nfe=lambda o: 1 + o["n_corrector"],
+    final=_pc_final,
+    final_nfe=lambda o: 1 + o["n_corrector"],
+    needs_alpha=True,
+)
+EULER_MARUYAMA = SamplerSpec(
+    "euler_maruyama",
+    _pc_step,
+    "Euler-Maruyama on the reverse-time SDE dx = [f x - g^2 score] dt + g dw (Eq. 43).",
+    "uniform",
+    deterministic=False,
+    needs_alpha=True,
+)
+
+
+# -- EDM Heun with churn -----------------------------------------------------------------------
+def _edm_heun_step(ctx: StepContext, x: torch.Tensor, i: int):
+    """EDM's Heun step (Karras et al. 2022, Alg. 2) in ``x_tilde = x / alpha``,
+    ``sigma_tilde = sigma / alpha``, where ``dx_tilde / dsigma_tilde = eps_hat``; with churn,
+    noise first raises ``sigma_tilde`` by ``gamma = min(churn / N, sqrt(2) - 1)``."""
+    g, o = ctx.g, ctx.options
+    xt = x / g.alpha[i]
+    st, st_n = g.sigma[i] / g.alpha[i], g.sigma[i + 1] / g.alpha[i + 1]
+    gamma = min(o["churn"] / ctx.steps, math.sqrt(2.0) - 1.0)
+    if gamma > 0.0 and o["s_tmin"] <= st <= o["s_tmax"]:
+        st_hat = st * (1.0 + gamma)
+        xt = xt + math.sqrt(st_hat**2 - st**2) * o["s_noise"] * ctx.noise(xt)
+        t_hat = float(
+            ctx.field.path.t_from_log_snr(
+                torch.tensor(-2.0 * math.log(st_hat), dtype=torch.float64)
+            )
+        )
+        a_hat = float(ctx.field.path(torch.tensor(t_hat, dtype=torch.float64)).alpha)
+        x0, d, _ = ctx.at(a_hat * xt, t_hat)
+    else:
+        st_hat = st
+        x0, d = ctx.x0_eps(g.alpha[i] * xt, i)
+    x_next = xt + (st_n - st_hat) * d
+    _, d2 = ctx.x0_eps(g.alpha[i + 1] * x_next, i + 1)
+    return g.alpha[i + 1] * (xt + (st_n - st_hat) * 0.5 * (d + d2)), x0
+
+
+def _check_edm(o):
+    if not (o["churn"] >= 0 and o["s_noise"] >= 0):
+        raise ValueError(f"churn and s_noise must be >= 0, got {o['churn']}, {o['s_noise']}")
+
+
+EDM_HEUN = SamplerSpec(
+    "edm_heun",
+    _edm_heun_step,
+    "EDM's Heun sampler (Karras et al. 2022, Alg. 2) in sigma_tilde, optional churn.",
+    "edm",
+    order=2,
+    options=MappingProxyType({"churn": 0.0, "s_tmin": 0.0, "s_tmax": float("inf"), "s_noise": 1.0}),
+    check=_check_edm,
+    step_nfe=lambda o: 2,
+    needs_alpha=True,
+)
+
+SPECS = (ANCESTRAL, DDIM, EULER_MARUYAMA, PC, EDM_HEUN, LANGEVIN, ANNEALED_LANGEVIN)
+
+sample_langevin = as_function(LANGEVIN)
+sample_annealed_langevin = as_function(ANNEALED_LANGEVIN)
+sample_ancestral = as_function(ANCESTRAL)
+sample_ddim = as_function(DDIM)
+sample_euler_maruyama = as_function(EULER_MARUYAMA)
+sample_pc = as_function(PC)
+sample_edm_heun = as_function(EDM_HEUN)

@@ -19,14 +19,12 @@ from probpath.core.model import Capabilities
 from probpath.core.validation import check_choice, check_positive_int
 from probpath.paths.affine import AffinePath
 from probpath.sampling.path_model import PathModel, build_path_network
-from probpath.sampling.samplers import DEFAULT_SPACING
+from probpath.sampling.samplers import default_grid, get_sampler
 from probpath.sampling.timesteps import make_grid
 from probpath.velocity.couplings import COUPLINGS, get_coupling, within_classes
 from probpath.velocity.objectives import cfm_loss
 
 __all__ = ["FlowMatching", "RectifiedFlow"]
-
-_T_SPACE_SAMPLERS = ("euler", "heun", "rk4", "adaptive", "ddim")
 
 
 class FlowMatching(PathModel):
@@ -88,12 +86,14 @@ class FlowMatching(PathModel):
         self._couple = get_coupling(coupling)
 
     def grid_defaults(self, sampler: str, steps: int) -> dict[str, Any]:
-        if sampler in _T_SPACE_SAMPLERS:
-            # uniform steps from t = 1 to t = 0 (v is regular at both ends; no extra step)
-            return {"grid": "uniform", "t_min": 0.0, "final_zero": False}
-        # log-SNR / sigma-space and SDE samplers need alpha(t) > 0: start just below t = 1,
-        # where the path's marginal is N(0, I) up to alpha = 1e-3
-        return {"grid": make_grid(self.path, steps, DEFAULT_SPACING[sampler], t_max=1 - 1e-3)}
+        spec = get_sampler(sampler)
+        # samplers that divide by alpha start just below t = 1, where the path's marginal is
+        # N(0, I) up to alpha = 1e-3; the others start at t = 1 (alpha = 0)
+        t_max = 1.0 - 1e-3 if spec.needs_alpha else 1.0
+        if spec.spacing == "uniform":
+            # uniform steps to t = 0 (v is regular at both ends; no extra step)
+            return {"grid": make_grid(self.path, steps, "uniform", t_max=t_max, t_min=0.0)}
+        return {"grid": default_grid(self.path, steps, spec, t_max=t_max)}
 
     def sample_t(self, n: int) -> torch.Tensor:
         return torch.rand(n, device=self.device, dtype=self.dtype)
