@@ -139,3 +139,10 @@ def test_families_keep_the_estimator_contract(cls, data):
     assert est.predict(x).shape == (100,) and np.array_equal(est.labels_, est.predict(x))
     xs, ys = est.sample(7)
     assert xs.shape == (7, 4) and ys.shape == (7,)
+
+
+def test_spherical_bgmm_takes_the_scalar_covariance_prior_its_docstring_promises():
+    """Issue #12: a 0-d prior used to become 1-d (np.ascontiguousarray) and be rejected."""
+    x = _blobs(n=100, seed=6)
+    m = BayesianGaussianMixture(2, covariance_type="spherical", covariance_prior=0.5).fit(x)
+    assert np.ndim(m.covariance_prior_) == 0 and float(m.covariance_prior_) == 0.5

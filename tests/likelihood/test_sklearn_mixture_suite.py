@@ -64,10 +64,11 @@ NOT_APPLICABLE = {
 # Applicable tests that do not pass, with the reason (the issue allows at most three).
 KNOWN_FAILURES: dict[str, str] = {
     "test_gaussian_mixture_setting_best_params": (
-        "scikit-learn's issue #18216 data with reg_covar=0: two spherical components hold one "
-        "sample each, so their variance is 0 up to rounding; scikit-learn's arithmetic rounds "
-        "it to +4e-16 and carries on, probpath's (statistics about the data mean) to <= 0 and "
-        "raises the ill-defined-covariance error that test_regularisation asks for"
+        "scikit-learn's issue #18216 data with reg_covar=0: after one EM step two spherical "
+        "components each hold a single sample, whose variance is exactly 0. probpath computes "
+        "it as 0.0 and raises the ill-defined-covariance error that test_regularisation asks "
+        "for on collapsed components; scikit-learn's rounding leaves +3.6e-16 and +9.5e-16 "
+        "and carries on with precisions ~1e15. Raising is the mathematically right answer"
     ),
 }
 

@@ -93,10 +93,8 @@ class MixtureAPI(ClusterMixin):
         return self._apply(X, lambda x: torch.logsumexp(self._weighted_log_prob(x), dim=1))
 
     def score(self, X, y=None) -> float:
-        """Mean of :meth:`score_samples` (a float)."""
-        t, _ = self._input(X)
-        with self._torch_state():
-            return float(torch.logsumexp(self._weighted_log_prob(t), dim=1).mean())
+        """``score_samples(X).mean()`` (a float; the mean taken in the output's own type)."""
+        return float(self.score_samples(X).mean())
 
     def predict_proba(self, X):
         """Responsibilities ``p(z = k | x_n)``, shape ``(N, K)``."""

@@ -201,7 +201,7 @@ class _GaussianEstimator(Estimator):
 
     def score(self, X, y=None) -> float:
         """Mean log-likelihood per sample (scikit-learn's ``score``; a float)."""
-        return float(self._tensor_method(X, self._log_density).mean())
+        return float(self.score_samples(X).mean())
 
     def loss(self, x, cond: torch.Tensor | None = None) -> torch.Tensor:
         """Per-sample negative log-likelihood, shape ``(batch,)``."""
