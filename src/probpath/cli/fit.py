@@ -202,6 +202,8 @@ def _check_estimator_options(name: str, built, x) -> None:
 
     probe = copy.deepcopy(built)
     try:
+        if hasattr(probe, "_check_settings"):  # GaussianMLE / GaussianScoreMatching
+            probe._check_settings()
         if hasattr(probe, "_check_loop_settings"):
             probe._check_loop_settings()
         if hasattr(probe, "_check_parameters"):

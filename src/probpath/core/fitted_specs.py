@@ -58,7 +58,8 @@ def _k(config: Mapping[str, Any]) -> int:
 
 def _gaussian(config, d):
     cov = _cov(config.get("covariance_type", "full"), None, d)
-    return {"mean_": (d,), "covariance_": cov, "precision_cholesky_": cov}, _GAUSSIAN_PLAIN
+    shapes = {"mean_": (d,), "covariance_": cov, "precision_cholesky_": cov, "precision_": cov}
+    return shapes, _GAUSSIAN_PLAIN
 
 
 def _gmm(config, d):
@@ -76,7 +77,7 @@ def _bgmm(config, d):
         "mean_prior_": (d,), "covariance_prior_": _cov(kind, None, d),
         "weight_concentration_": (2, k) if process else (k,), "mean_precision_": (k,),
         "means_": (k, d), "degrees_of_freedom_": () if kind == "tied" else (k,),
-        "covariances_": cov, "precisions_cholesky_": cov, "weights_": (k,),
+        "covariances_": cov, "precisions_cholesky_": cov, "precisions_": cov, "weights_": (k,),
     }  # fmt: skip
     return shapes, _BGMM_PLAIN
 

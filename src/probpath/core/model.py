@@ -369,7 +369,9 @@ class Estimator(ConfigMixin, DensityMixin, BaseEstimator):
         self.check_is_fitted()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        state = self.fitted_state()
+        # labels_ (scikit-learn's per-training-sample cluster labels) describes the training
+        # set, not the model: not saved, so a saved model's size does not grow with the data
+        state = {k: v for k, v in self.fitted_state().items() if k != "labels_"}
         tensors = {
             k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v
             for k, v in state.items()
