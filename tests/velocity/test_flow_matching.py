@@ -185,7 +185,12 @@ def test_reflow_straightens_the_flow():
 @pytest.mark.slow
 @pytest.mark.parametrize("coupling", ["independent", "ot"])
 def test_cfm_learns_the_marginal_velocity(coupling):
-    """Trained CFM / OT-CFM samples match the data (sliced W2 near the two-sample floor)."""
+    """Trained CFM / OT-CFM samples match the data: their sliced W2 to a reference draw is
+    within the two-sample noise floor's spread. The floor is the same metric between 20 fresh
+    data draws of the same size and that reference (mean ~0.13, s.d. ~0.05 here); a sample
+    of the data's own law lands in it, so allow its mean + 4 s.d. (measured: 0.12 and 0.15)."""
+    import statistics
+
     from probpath.metrics import sliced_wasserstein
 
     torch.manual_seed(0)
@@ -193,11 +198,12 @@ def test_cfm_learns_the_marginal_velocity(coupling):
     model = FlowMatching((2,), coupling=coupling, network={"hidden": [64, 64]})
     _train(model, x, 400 if coupling == "ot" else 800)  # OT pairs straighten learning
     s = model.sample(1000, generator=torch.Generator().manual_seed(0))
-    ref, ref2 = data(1000, 1).float(), data(1000, 2).float()
+    ref = data(1000, 1).float()
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
     sw = sliced_wasserstein(s, ref, generator=g())
-    floor = sliced_wasserstein(ref2, ref, generator=g())
-    assert sw < 3 * floor + 0.05, (sw, floor)
+    floors = [sliced_wasserstein(data(1000, 10 + k).float(), ref, generator=g()) for k in range(20)]
+    threshold = statistics.mean(floors) + 4 * statistics.stdev(floors)
+    assert sw <= threshold, (sw, threshold)
 
 
 @pytest.mark.parametrize("sampler", sorted(set(SAMPLERS) - {"langevin", "annealed_langevin"}))
