@@ -286,8 +286,9 @@ def test_path_model_classifier_guidance_option():
     gen = torch.Generator().manual_seed(0)
     x = model.sample(6, cond=cond, generator=gen, guidance_options=opts)
     gen = torch.Generator().manual_seed(0)
+    grid = model.grid_defaults("dpmpp_2m", 8)  # the model's own grid, as sample() uses
     want = sample_path(
-        oracle, (6, 2), sampler="dpmpp_2m", steps=8, cond=cond, generator=gen, dtype=DT
+        oracle, (6, 2), sampler="dpmpp_2m", steps=8, cond=cond, generator=gen, dtype=DT, **grid
     ).x
     assert torch.allclose(x, want, atol=1e-9, rtol=0)
     with pytest.raises(ValueError, match="not both"):

@@ -194,17 +194,19 @@ def test_reg_covar_is_added_once_to_both_estimators(data, kind):
 @pytest.mark.parametrize("cls", [GaussianMLE, GaussianScoreMatching])
 @pytest.mark.parametrize("kind", TYPES)
 def test_sampling_is_reproducible_through_generator(data, cls, kind):
-    """Same seed, same draws; another seed, other draws; float64 in, float64 out."""
+    """The generative draw (``generate``, probpath's model contract; scikit-learn's
+    ``sample`` follows ``random_state``): same seed, same draws; another seed, other draws;
+    float64 in, float64 out."""
     m = cls(kind).fit(data)
-    a = m.sample(50, generator=torch.Generator().manual_seed(7))
-    b = m.sample(50, generator=torch.Generator().manual_seed(7))
-    c = m.sample(50, generator=torch.Generator().manual_seed(8))
+    a = m.generate(50, generator=torch.Generator().manual_seed(7))
+    b = m.generate(50, generator=torch.Generator().manual_seed(7))
+    c = m.generate(50, generator=torch.Generator().manual_seed(8))
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert a.dtype == torch.float64 and a.shape == (50, 3)
     torch.manual_seed(0)
-    d = m.sample(50)
+    d = m.generate(50)
     torch.manual_seed(0)
-    assert torch.equal(d, m.sample(50))  # without a generator: torch's global stream
+    assert torch.equal(d, m.generate(50))  # without a generator: torch's global stream
 
 
 @pytest.mark.parametrize("kind", TYPES)

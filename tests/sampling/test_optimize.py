@@ -74,4 +74,5 @@ def test_cli_grid_optimized(tmp_path):
     assert "optimized unipc grid" in res.stderr and (run / "grids.json").is_file()
     assert load_grid(run, "unipc", 3) is not None
     bad = inv(app, ["sample", str(run), "--sampler", "nosuch", "--out", str(tmp_path / "b.npy")])
-    assert bad.exit_code == 2 and "sampler must be one of" in bad.stderr
+    # one line, exit 2, naming the bad value and the valid names
+    assert bad.exit_code == 2 and "'nosuch'" in bad.stderr and "dpmpp_2m" in bad.stderr

@@ -16,6 +16,7 @@ import torch
 
 from probpath.compare.fitting import model_device_dtype
 from probpath.compare.space import DataSpace
+from probpath.core.model import draw
 
 __all__ = ["RunModel", "default_sample_options", "is_path_model", "load_run_model", "model_range"]
 
@@ -86,7 +87,7 @@ class RunModel:
         kwargs = {**default_sample_options(self.model, self.space), **options}
         if cond is not None:
             kwargs["cond"] = cond
-        y = self.model.sample(n, generator=generator, **kwargs)
+        y = draw(self.model, n, generator=generator, **kwargs)
         return self.space.to_data(y.detach().double().cpu())
 
     def log_prob(self, x, cond=None) -> torch.Tensor:
