@@ -211,7 +211,7 @@ def test_exact_density_normalised_on_grid(fitted):
     n = 20_000
     opts = {"sampler": "adaptive"} if hasattr(model, "field") else {}
     with torch.no_grad():
-        s = model.sample(n, generator=torch.Generator().manual_seed(1), **opts)
+        s = draw(model, n, generator=torch.Generator().manual_seed(1), **opts)
     p_out = (s.abs() > lim).any(1).double().mean().item()
     se = max(math.sqrt(p_out * (1 - p_out) / n), 1 / n)
     tol = 5 * se + 2 * quadrature + solver + 1e-6
