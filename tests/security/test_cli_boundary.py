@@ -183,6 +183,21 @@ def test_resume_refuses_another_model_data_or_options(cfm_run, tmp_path, monkeyp
     one_line(res, 2, *words)
 
 
+def test_resume_anyway_continues_on_other_data_with_a_warning(cfm_run, tmp_path):
+    """Told on purpose (fine-tuning on new data): a warning line, the run continues, and the
+    record now names the data it was last trained on."""
+    run = _copy(cfm_run, tmp_path / "run")
+    before = json.loads((run / "run.json").read_text())["fingerprint"]
+    res = invoke("fit", "cfm", "--data", "circles", "--n", "100", "--quick", "--steps", "5",
+                 "--resume", run, "--resume-anyway")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "warning:" in res.stderr and "other data" in res.stderr
+    record = json.loads((run / "run.json").read_text())
+    assert record["fit"]["steps"] == 5 and record["fingerprint"] != before
+    alone = invoke("fit", "cfm", "--data", "moons", "--resume-anyway")
+    one_line(alone, 2, "--resume-anyway goes with --resume")
+
+
 def test_resume_with_a_different_out_is_refused(cfm_run, tmp_path):
     run = _copy(cfm_run, tmp_path / "run")
     res = invoke("fit", "cfm", "--data", "moons", "--n", "100", "--quick", "--steps", "6",

@@ -65,6 +65,13 @@ def fit(
             "same model, data and options; --steps is the new total)."
         ),
     ] = None,
+    resume_anyway: Annotated[
+        bool,
+        typer.Option(
+            help="With --resume: continue although the data or the options differ from the "
+            "run's (e.g. fine-tuning on new data); the model must be the same."
+        ),
+    ] = False,
     max_params: Annotated[
         int | None,
         typer.Option(help="Raise the bound on a model's weights (tensor elements; default 1e8)."),
@@ -132,6 +139,8 @@ def fit(
     if not 0.0 <= holdout < 1.0:
         raise BadInput(f"--holdout must be in [0, 1), got {holdout}")
     caps = entry.cls.capabilities
+    if resume_anyway and resume is None:
+        raise BadInput("--resume-anyway goes with --resume RUN; leave it out for a new run")
     if resume is not None and caps.estimator:
         raise BadInput(
             f"--resume: {entry.name!r} is an estimator, refitted rather than resumed; start a "
@@ -181,7 +190,10 @@ def fit(
     fingerprint = data_fingerprint(train.x, train.y)
     if resume is not None:
         options = {"options": kwargs, "quick": quick}
-        target = check_resume(Path(resume), entry.name, entry.cls.__name__, options, fingerprint)
+        target = check_resume(
+            Path(resume), entry.name, entry.cls.__name__, options, fingerprint,
+            anyway=resume_anyway,
+        )  # fmt: skip
     else:
         target = Path(out or Path("runs") / f"{entry.name}-{dataset.name}")
         if out is None and is_main_process():

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,12 +175,23 @@ def check_output_dir(path: Path, overwrite: bool) -> None:
 
 
 def check_resume(
-    resume: Path, model: str, class_name: str, options: dict[str, Any], fingerprint: str
+    resume: Path,
+    model: str,
+    class_name: str,
+    options: dict[str, Any],
+    fingerprint: str,
+    *,
+    anyway: bool = False,
 ) -> Path:
     """Check ``--resume`` before any work and return the run's final directory.
 
+    With ``anyway`` (``--resume-anyway``) other training data or options only warn (e.g. to
+    fine-tune a run on new data); the model class must still match, and the weights are
+    still checked against the new configuration when they are loaded.
+
     Raises:
-        ValueError: no checkpoint, or a different model, training data or options.
+        ValueError: no checkpoint, a different model, or (without ``anyway``) different
+            training data or options.
     """
     from probpath.training.checkpoint import has_checkpoint
 
@@ -193,17 +205,24 @@ def check_resume(
         raise ValueError(f"--resume {resume} is a {saved} run, not {model!r}; give the same model")
     record = read_run_record(resume)
     if record is not None:
+        problems = []
         if record.fingerprint is not None and record.fingerprint != fingerprint:
-            raise ValueError(
+            problems.append(
                 f"--resume {resume} was trained on other data (--data, --n, --seed or --holdout "
-                "differ); give the same data, or start a new run with --out"
+                "differ); give the same data"
             )
         was = {"options": record.fit.get("options", {}), "quick": record.fit.get("quick")}
         if was != options:
-            raise ValueError(
-                f"--resume {resume} was started with {was}, not {options}; give the same "
-                "options, or start a new run with --out"
+            problems.append(
+                f"--resume {resume} was started with {was}, not {options}; give the same options"
             )
+        for problem in problems:
+            if not anyway:
+                raise ValueError(
+                    f"{problem}, start a new run with --out, or continue on purpose with "
+                    "--resume-anyway"
+                )
+            warnings.warn(f"{problem}; continuing (--resume-anyway)", stacklevel=2)
     target = Path(resume)
     if target.name.startswith(".") and target.name.endswith(".partial"):
         target = target.parent / target.name[1 : -len(".partial")]
