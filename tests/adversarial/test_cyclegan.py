@@ -7,6 +7,8 @@ import torch
 
 from probpath.adversarial import CycleGAN, domain_transform
 
+from .conftest import moment_error
+
 F64 = torch.float64
 
 
@@ -73,11 +75,6 @@ def test_loss_is_per_sample_and_domains_are_unpaired():
     assert model.translate(x, "BA").shape == x.shape
 
 
-def _moment_error(s, mean, cov):
-    """``|mean(s) - mean| + ||cov(s) - cov||_F``: a norm on (mean, covariance) pairs."""
-    return float((s.mean(0) - mean).norm() + torch.linalg.matrix_norm(torch.cov(s.T) - cov))
-
-
 @pytest.mark.slow
 def test_cyclegan_learns_the_rotation_between_two_gaussian_domains():
     """Domain A: ``N((1, 0), diag(1.5^2, 0.3^2))``; B: its +90-degree rotation,
@@ -120,7 +117,7 @@ def test_cyclegan_learns_the_rotation_between_two_gaussian_domains():
     }
     bound = 0.5 * 2.0  # D / 2, D = the -90-degree bug's exact error above
     for name, s in bad.items():
-        assert _moment_error(s, mean_b, cov_b) > bound, name
+        assert moment_error(s, mean_b, cov_b) > bound, name
     cycle_bugs = {
         "ignores its input": (x - x.mean(0)).norm(dim=1).mean(),
         "rotates the same way": (domain_transform(target, "rotate90") - x).norm(dim=1).mean(),
@@ -140,6 +137,6 @@ def test_cyclegan_learns_the_rotation_between_two_gaussian_domains():
     with torch.no_grad():
         fb = trained.translate(x, "AB")
         cycle = float((trained.translate(fb, "BA") - x).norm(dim=1).mean())
-    err = _moment_error(fb, mean_b, cov_b)
+    err = moment_error(fb, mean_b, cov_b)
     assert err < bound, err
     assert cycle < cycle_bound, (cycle, cycle_bound)

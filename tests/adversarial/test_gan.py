@@ -17,6 +17,8 @@ from probpath.adversarial import (
     gradient_penalty,
 )
 
+from .conftest import moment_error
+
 F64 = torch.float64
 
 
@@ -184,11 +186,6 @@ def _train(model, x, steps, lr=2e-3, y=None):
     return Trainer(cfg).fit(model, Dataset(x, y)).model
 
 
-def _moment_error(s, mean, cov):
-    """``|mean(s) - mean| + ||cov(s) - cov||_F``: a norm on (mean, covariance) pairs."""
-    return float((s.mean(0) - mean).norm() + torch.linalg.matrix_norm(torch.cov(s.T) - cov))
-
-
 @pytest.mark.slow
 def test_gan_matches_mean_and_covariance_of_a_gaussian():
     """The generator's (mean, covariance) is nearer the target's than to every plausible bug's.
@@ -232,8 +229,8 @@ def test_gan_matches_mean_and_covariance_of_a_gaussian():
     }
     bound = 0.5 * 0.6 * math.sqrt(2)  # D / 2, D = the smallest exact bug error above
     for name, s in bad.items():
-        assert _moment_error(s, mean, cov) > bound, name
-    err = _moment_error(draw(_train(model, x, 600)), mean, cov)
+        assert moment_error(s, mean, cov) > bound, name
+    err = moment_error(draw(_train(model, x, 600)), mean, cov)
     assert err < bound, err
 
 
