@@ -56,15 +56,15 @@ class LinearOperator:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``A x`` for ``x`` ``(batch, *event_shape)``."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement forward (A x)")
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         """``A^T y`` ``(batch, *event_shape)``."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement adjoint (A^T y)")
 
     def pinv(self, y: torch.Tensor) -> torch.Tensor:
         """``A^+ y`` ``(batch, *event_shape)`` (the minimum-norm least-squares solution)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement pinv (A^+ y)")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward(x)

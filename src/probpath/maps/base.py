@@ -287,7 +287,7 @@ class MapModel(Model):
     # -- training --------------------------------------------------------------------------
     def map_loss(self, x0: torch.Tensor, cond=None) -> torch.Tensor:
         """The few-step objective ``(batch,)`` on validated data (subclasses)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement map_loss(x0, cond)")
 
     def loss(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """Per-sample loss ``(batch,)``: the map objective plus the internal teacher's."""
