@@ -16,7 +16,6 @@ shared samplers (:func:`~probpath.sampling.samplers.sample_path`), and an EMA ta
 from __future__ import annotations
 
 import copy
-import math
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,12 +23,12 @@ import torch
 from torch import nn
 
 from probpath.core.broadcast import append_dims
-from probpath.core.model import Capabilities, Model, OptimizerGroup
-from probpath.core.validation import check_event_shape, check_positive_int, check_tensor
+from probpath.core.model import Capabilities, OptimizerGroup
+from probpath.core.validation import check_event_shape, check_positive_int
 from probpath.paths.affine import AffinePath
 from probpath.paths.field import Field, PathField
 from probpath.paths.parameterization import from_x0_eps
-from probpath.sampling.path_model import build_path_network
+from probpath.sampling.path_model import EventModel, build_path_network
 from probpath.sampling.samplers import SAMPLERS, sample_path
 
 __all__ = [
@@ -137,7 +136,7 @@ def path_regression_loss(field: PathField, x0: torch.Tensor, t: torch.Tensor, co
     return err.reshape(len(x0), -1).pow(2).mean(1)
 
 
-class MapModel(Model):
+class MapModel(EventModel):
     """A few-step generator on an affine path (subclasses define ``map_loss`` and ``sample``).
 
     Args:
@@ -191,23 +190,6 @@ class MapModel(Model):
         self.sampling_nfe: int | None = None
 
     # -- helpers ---------------------------------------------------------------------------
-    @property
-    def device(self) -> torch.device:
-        return self._probe.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self._probe.dtype
-
-    @property
-    def dim(self) -> int:
-        return math.prod(self.event_shape)
-
-    def check_input(self, x, name: str = "x") -> torch.Tensor:
-        """Validate ``x`` ``(batch, *event_shape)``; move it to the model's device/dtype."""
-        x = check_tensor(x, name, event_shape=self.event_shape)
-        return x.to(device=self.device, dtype=self.dtype)
-
     def check_n(self, n) -> int:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive integer number of samples, got {n!r}")

@@ -38,7 +38,7 @@ from probpath.sampling.guidance import ClassifierFreeGuidance, ClassifierGuidanc
 from probpath.sampling.likelihood import ode_log_prob
 from probpath.sampling.samplers import get_sampler, sample_path
 
-__all__ = ["PathModel", "build_path_network"]
+__all__ = ["EventModel", "PathModel", "build_path_network"]
 
 
 def build_path_network(
@@ -71,7 +71,39 @@ def build_path_network(
     )
 
 
-class PathModel(Model):
+class EventModel(Model):
+    """A :class:`Model` on samples of shape ``event_shape`` whose device and dtype are read
+    from a ``_probe`` buffer (a 0-d tensor the subclass registers, ``persistent=False``).
+
+    Shared by :class:`PathModel` and the few-step maps (``probpath.maps``)."""
+
+    event_shape: tuple[int, ...]
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the model."""
+        return self._probe.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating dtype of the model (float32 unless converted)."""
+        return self._probe.dtype
+
+    @property
+    def dim(self) -> int:
+        """Values per sample (``prod(event_shape)``)."""
+        return math.prod(self.event_shape)
+
+    def check_input(self, x, name: str = "x") -> torch.Tensor:
+        """Validate ``x`` ``(batch, *event_shape)`` and move it to the model's device/dtype."""
+        x = check_tensor(x, name, event_shape=self.event_shape)
+        probe = self._probe
+        if x.dtype != probe.dtype or x.device != probe.device:
+            x = x.to(device=probe.device, dtype=probe.dtype)
+        return x
+
+
+class PathModel(EventModel):
     """A network on an affine path; subclasses define :meth:`loss` (and the time law).
 
     Args:
@@ -146,29 +178,6 @@ class PathModel(Model):
         self.p_uncond = check_probability(p_uncond, "p_uncond")
 
     # -- helpers ---------------------------------------------------------------------------
-    @property
-    def device(self) -> torch.device:
-        """Device of the model."""
-        return self._probe.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """Floating dtype of the model (float32 unless converted)."""
-        return self._probe.dtype
-
-    @property
-    def dim(self) -> int:
-        """Values per sample (``prod(event_shape)``)."""
-        return math.prod(self.event_shape)
-
-    def check_input(self, x, name: str = "x") -> torch.Tensor:
-        """Validate ``x`` ``(batch, *event_shape)`` and move it to the model's device/dtype."""
-        x = check_tensor(x, name, event_shape=self.event_shape)
-        probe = self._probe
-        if x.dtype != probe.dtype or x.device != probe.device:
-            x = x.to(device=probe.device, dtype=probe.dtype)
-        return x
-
     def _cond(self, cond, n: int):
         """Validate labels ``(n,)`` in ``0..num_classes`` (``num_classes`` = no label)."""
         return check_labels(
