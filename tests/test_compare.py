@@ -253,7 +253,7 @@ def test_report_is_one_self_contained_page(tmp_path):
     assert result.files["report.html"] == report
     assert "http://" not in page and "https://" not in page  # nothing to fetch
     assert "NLL nats/dim ↓" in page and "SW₂ ↓ [b]" in page  # units and directions
-    assert "noise floor [e]" in page and "probpath compare --test" in page
+    assert "noise floor [d]" in page and "probpath compare --test" in page  # a, b, c: metrics
     assert f"<td>{torch.__version__}</td>" in page
     pngs = re_lib.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     # samples grid, densities (gaussian and realnvp: exact and one pass), training curves

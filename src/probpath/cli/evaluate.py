@@ -12,6 +12,7 @@ import typer
 
 from probpath.cli.app import app
 from probpath.cli.errors import BadInput
+from probpath.cli.info_text import METRIC_NAMES
 from probpath.cli.options import check_positive, check_seed, load_data, load_run
 
 __all__ = ["evaluate"]
@@ -25,7 +26,11 @@ def evaluate(
         typer.Option("--data", "-d", help="Data to score (default: the run's held-out split)."),
     ] = None,
     metrics: Annotated[
-        str, typer.Option(help="Comma-separated: nll, mmd, swd, energy, fd.")
+        str,
+        typer.Option(
+            help=f"Comma-separated, of: {', '.join(METRIC_NAMES)} (probpath info describes "
+            "them; feature metrics need labelled images, per-class ones a conditional model)."
+        ),
     ] = "nll,mmd,swd,energy",
     n: Annotated[int | None, typer.Option("--n", help="Score at most N points.")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of sampling and dequantisation.")] = 0,
@@ -102,15 +107,25 @@ def evaluate(
 
         if is_conditional(loaded) and test.y is None:
             raise BadInput("this conditional model needs labelled data")
-        return chosen, loaded, record, test, space, scored
+        extractor = None
+        if any(METRICS[m].needs_features for m in chosen):
+            from probpath.metrics import extractor_for
 
-    chosen, loaded, record, test, space, scored = prepare()
+            extractor = extractor_for(test)
+            if extractor is None:
+                raise BadInput(
+                    f"--metrics {metrics!r}: feature metrics need labelled images (C, H, W); "
+                    "leave them out for this data"
+                )
+        return chosen, loaded, record, test, space, scored, extractor
+
+    chosen, loaded, record, test, space, scored, extractor = prepare()
 
     def work():
         t0 = time.perf_counter()
         result = evaluate_model(
             loaded, space, test, metrics=chosen, n=n, seed=seed,
-            progress="off" if quiet else "auto",
+            progress="off" if quiet else "auto", extractor=extractor,
         )  # fmt: skip
         result["scored"] = scored
         result["seconds"] = time.perf_counter() - t0
@@ -134,16 +149,12 @@ def _json_safe(obj):
 
 
 def _evaluate_table(result: dict, chosen: list[str]) -> str:
-    names = {
-        "nll": "NLL",
-        "mmd": "MMD² (Gaussian kernel)",
-        "swd": "sliced Wasserstein-2",
-        "energy": "energy distance",
-        "fd": "Fréchet distance",
-    }
-    lines = ["| metric | value | note |", "|---|---|---|"]
+    from probpath.metrics.registry import METRICS
+
+    lines = ["| metric | value | better | note |", "|---|---|---|---|"]
     for m in chosen:
-        if m == "nll":
+        spec = METRICS[m]
+        if spec.needs_density:
             r = result["nll"]
             value = "—" if r["value"] is None else f"{r['value']:.4f} {r['unit']}"
             note = r["kind"] if r["value"] is not None else f"none — {r['note']}"
@@ -151,7 +162,7 @@ def _evaluate_table(result: dict, chosen: list[str]) -> str:
             value, note = f"{result[m]:.4g}", ""
             if m == "mmd":
                 note = f"bandwidth {result['bandwidth']:.4g}, unbiased"
-        lines.append(f"| {names[m]} | {value} | {note} |")
+        lines.append(f"| {spec.label} | {value} | {spec.arrow} | {note} |")
     head = (
         f"{result['model']}: {result['n']} points of {result['scored']}, "
         f"{result['seconds']:.1f} s\n\n"

@@ -14,18 +14,21 @@ from probpath.compare.space import DataSpace, dequantize_held_out
 from probpath.core.model import is_conditional
 from probpath.data.dataset import Dataset
 from probpath.metrics import median_bandwidth
+from probpath.metrics.registry import METRICS, MetricInputs, get_metric
 
 __all__ = [
+    "DEFAULT_METRICS",
     "METRICS",
     "HeldOutNLL",
     "evaluate_model",
     "evaluation_data",
+    "extractor_note",
     "nll_of",
     "sample_metrics",
 ]
 
-#: Metric names understood by :func:`evaluate_model` (and ``probpath evaluate --metrics``).
-METRICS = ("nll", "mmd", "swd", "energy", "fd")
+#: What :func:`evaluate_model` computes when not told: every metric that needs no labels.
+DEFAULT_METRICS = tuple(m for m, s in METRICS.items() if not s.needs_labels)
 _NLL_CHUNK = 256
 
 
@@ -86,14 +89,8 @@ def nll_of(
     log_p = torch.cat(parts) + space.log_abs_det
     if not torch.isfinite(log_p).all():
         return HeldOutNLL(None, unit, kind, "non-finite log-density")
-    if space.bin_width is not None:
-        from probpath.metrics import bits_per_dim
-
-        value = bits_per_dim(log_p, space.dim, bin_width=space.bin_width)
-    else:
-        value = -log_p / space.dim
-    value = float(torch.as_tensor(value, dtype=torch.float64).mean())
-    return HeldOutNLL(value, unit, kind)
+    inputs = MetricInputs(log_prob=log_p, dim=space.dim, bin_width=space.bin_width)
+    return HeldOutNLL(METRICS["nll"].fn(inputs), unit, kind)
 
 
 def sample_metrics(
@@ -104,39 +101,37 @@ def sample_metrics(
     seed: int = 0,
     which: Sequence[str] = ("mmd", "swd", "energy"),
     extractor=None,
+    sample_labels: torch.Tensor | None = None,
+    reference_labels: torch.Tensor | None = None,
 ) -> dict[str, float]:
-    """Two-sample distances between model samples and held-out data (both flattened).
+    """The sample metrics ``which`` (names of :data:`probpath.metrics.registry.METRICS`)
+    between model samples and held-out data, both in the data's original space.
 
-    ``mmd``: unbiased MMD² with a Gaussian kernel of the given ``bandwidth``; ``swd``: sliced
-    Wasserstein-2 (seeded projections, the same for every model); ``energy``: energy
-    distance; ``fd``: Fréchet distance between Gaussian fits; ``fd_features``: the same in
-    the features of ``extractor`` (a :class:`~probpath.metrics.FeatureExtractor`, the FID
-    recipe with a classifier of the data set).
+    Args:
+        samples, reference: ``(N, *event)`` and ``(M, *event)``.
+        bandwidth: MMD kernel bandwidth (fixed for all models of a comparison).
+        seed: seed of the sliced-Wasserstein projections (the same for every model).
+        which: metric names; the NLL is not a sample metric (:func:`nll_of`).
+        extractor: a :class:`~probpath.metrics.FeatureExtractor` for the feature metrics.
+        sample_labels, reference_labels: ``(N,)`` classes the samples were drawn for and
+            ``(M,)`` classes of the reference, for the per-class metrics.
+
+    Returns:
+        ``{name: float}``; all ``nan`` when a sample is not finite.
     """
-    from probpath import metrics
-
+    specs = [get_metric(name) for name in which]
+    density = [s.name for s in specs if s.needs_density]
+    if density:
+        raise ValueError(f"{density} need a model's log-density, not samples; use nll_of")
     a = samples.reshape(len(samples), -1).double().cpu()
     b = reference.reshape(len(reference), -1).double().cpu()
-    out: dict[str, float] = {}
     if not torch.isfinite(a).all():
-        return {k: float("nan") for k in which}
-    for name in which:
-        if name == "mmd":
-            v = metrics.mmd(a, b, bandwidth=bandwidth)
-        elif name == "swd":
-            v = metrics.sliced_wasserstein(a, b, generator=torch.Generator().manual_seed(seed))
-        elif name == "energy":
-            v = metrics.energy_distance(a, b)
-        elif name == "fd":
-            v = metrics.frechet_distance(a, b)
-        elif name == "fd_features":
-            if extractor is None:
-                raise ValueError("fd_features needs a feature extractor (labelled data)")
-            v = metrics.feature_frechet_distance(a, b, extractor)
-        else:
-            raise ValueError(f"unknown metric {name!r}; choose from {', '.join(METRICS)}")
-        out[name] = float(v)
-    return out
+        return {s.name: float("nan") for s in specs}
+    inputs = MetricInputs(
+        samples=a, reference=b, sample_labels=sample_labels, reference_labels=reference_labels,
+        bandwidth=bandwidth, seed=seed, extractor=extractor,
+    )  # fmt: skip
+    return {s.name: float(s.fn(inputs)) for s in specs}
 
 
 def evaluate_model(
@@ -144,33 +139,53 @@ def evaluate_model(
     space: DataSpace,
     test: Dataset,
     *,
-    metrics: Sequence[str] = METRICS,
+    metrics: Sequence[str] = DEFAULT_METRICS,
     n: int | None = None,
     seed: int = 0,
     sample_options: dict[str, Any] | None = None,
     progress: str = "off",
+    extractor=None,
 ) -> dict[str, Any]:
     """Score a fitted model on held-out ``test`` data (original space).
 
+    Args:
+        metrics: names in :data:`~probpath.metrics.registry.METRICS`.
+        extractor: the feature extractor of the feature metrics
+            (:func:`probpath.metrics.extractor_for`).
+
     Returns a dict with the requested metrics (``nll`` as an :class:`HeldOutNLL` dict, the
-    distances as floats), ``n`` and the MMD ``bandwidth``. Discrete data is dequantised once
-    (seeded) and every score is computed against that draw. ``progress`` announces the NLL
-    and sampling phases on stderr (:func:`probpath.training.progress.phase`).
+    others as floats), ``n`` and the MMD ``bandwidth``. Discrete data is dequantised once
+    (seeded) and every score is computed against that draw; a conditional model samples for
+    the held-out labels. ``progress`` announces the NLL and sampling phases on stderr
+    (:func:`probpath.training.progress.phase`).
+
+    Raises:
+        ValueError: an unknown metric, or one whose needs (labels, extractor, a conditional
+            model) are not met.
     """
+    from probpath.metrics.registry import available
     from probpath.training.progress import phase
 
-    bad = [m for m in metrics if m not in METRICS]
-    if bad:
-        raise ValueError(f"unknown metric(s) {bad}; choose from {', '.join(METRICS)}")
+    specs = [get_metric(m) for m in metrics]
+    conditional = is_conditional(model)
+    possible = available(
+        metrics, labels=test.y is not None, features=extractor is not None,
+        conditional=conditional,
+    )  # fmt: skip
+    missing = [s.name for s in specs if s.name not in possible]
+    if missing:
+        raise ValueError(
+            f"metric(s) {missing} cannot be computed here: they need labelled data, a feature "
+            "extractor (labelled images) and, per class, a conditional model"
+        )
     n = len(test) if n is None else min(int(n), len(test))
     x = dequantize_held_out(test.x[:n].double(), space, seed)
     y = None if test.y is None else test.y[:n]
-    conditional = is_conditional(model)
     result: dict[str, Any] = {"n": n}
     if "nll" in metrics:
         with phase(f"NLL of {n} points", mode=progress):
             result["nll"] = asdict(nll_of(model, x, space, cond=y if conditional else None))
-    distances = [m for m in metrics if m != "nll"]
+    distances = [s.name for s in specs if not s.needs_density]
     if distances:
         with phase(f"{n} samples", mode=progress):
             samples, _ = draw_samples(
@@ -179,8 +194,37 @@ def evaluate_model(
         samples = space.to_data(samples.double().cpu())
         bw = median_bandwidth(x)
         result["bandwidth"] = bw
-        result.update(sample_metrics(samples, x, bandwidth=bw, seed=seed, which=distances))
+        result.update(
+            sample_metrics(
+                samples,
+                x,
+                bandwidth=bw,
+                seed=seed,
+                which=distances,
+                extractor=extractor,
+                sample_labels=y if conditional else None,
+                reference_labels=y,
+            )  # fmt: skip
+        )
     return result
+
+
+def extractor_note(train: Dataset) -> str:
+    """The table note saying which classifier defines the feature metrics."""
+    from probpath.metrics.shipped import is_digits
+
+    if is_digits(train):
+        what = (
+            "the shipped digits classifier (metrics/shipped_data/digits_extractor.json: "
+            "trained once on the fixed split split(0.2, seed=0), the same for every run and "
+            "seed)"
+        )
+    else:
+        what = "a classifier fitted on the training split with the fixed seed 0"
+    return (
+        f"Feature metrics use the penultimate features of {what}; inputs are snapped to the "
+        "pixel levels as FID scores 8-bit files (metrics.features)."
+    )
 
 
 def _same_source(a: str, b: str) -> bool:

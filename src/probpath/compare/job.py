@@ -17,7 +17,7 @@ import torch
 
 from probpath.catalog import CatalogEntry, build_model
 from probpath.compare.budget import plan_sampling
-from probpath.compare.evaluation import nll_of, sample_metrics
+from probpath.compare.evaluation import extractor_note, nll_of, sample_metrics
 from probpath.compare.fitting import (
     draw_samples,
     resolve_device,
@@ -43,7 +43,7 @@ from probpath.compare.table import (
 )
 from probpath.core.serialization import atomic_write_bytes
 from probpath.data.dataset import Dataset
-from probpath.metrics import median_bandwidth
+from probpath.metrics import extractor_for, median_bandwidth
 from probpath.training.progress import format_seconds, phase
 from probpath.training.seeding import environment
 
@@ -155,7 +155,7 @@ def run_compare(
         mode=progress if verbose else "off",
         announce_after=1.0,
     ):
-        extractor = _feature_extractor(train, probe, seed)
+        extractor = extractor_for(train)
     unit = "bits/dim" if probe.bin_width is not None else "nats/dim"
     neural = [e for e in entries if not e.cls.capabilities.estimator]
     fixed_budget = time_budget
@@ -207,26 +207,7 @@ def run_compare(
 
     notes = _notes(probe, bandwidth, steps, time_budget, base, len(test), n_nll)
     if extractor is not None:
-        snapped = ", inputs snapped to the pixel levels as FID scores 8-bit files"
-        notes.append(
-            "[d] Fréchet distance between Gaussian fits of the penultimate features of a "
-            f"digit classifier trained on the training split (seed {seed}): the FID recipe "
-            "with a domain classifier instead of Inception (metrics.features)"
-            f"{snapped if extractor.grid else ''}. Pixel-space distances compare mostly "
-            "means and covariances, which a fitted Gaussian matches."
-        )
-    if floor is not None:
-        optimistic = (
-            " The FD-features floor is optimistic: the feature classifier was trained on "
-            "those training points."
-            if extractor is not None
-            else ""
-        )
-        notes.append(
-            f"[e] noise floor: the same distances between {len(test)} training points (an "
-            "independent draw of the data) and the held-out points — what a perfect model "
-            f"would score at this sample size.{optimistic}"
-        )
+        notes.append(extractor_note(train))
     result = CompareResult(
         rows=rows,
         dataset=data.name,
@@ -342,20 +323,6 @@ def _compare_one(
     return row
 
 
-def _feature_extractor(train: Dataset, space: DataSpace, seed: int):
-    """The classifier whose features define ``FD features`` — for labelled images only
-    (``(C, H, W)`` data with at least two classes); ``None`` otherwise. For quantised data it
-    judges every input snapped to the pixel grid (FID on saved image files)."""
-    if train.y is None or len(space.event_shape) != 3 or int(train.y.unique().numel()) < 2:
-        return None
-    from probpath.metrics import fit_feature_extractor
-
-    grid = {}
-    if space.bin_width is not None:  # quantised data
-        grid = {"n_levels": space.n_levels, "value_range": space.value_range}
-    return fit_feature_extractor(train.x.double(), train.y, seed=seed, **grid)
-
-
 def _progress_line(i: int, n: int, row: CompareRow, elapsed: float, eta: float) -> str:
     left = f", ETA {format_seconds(eta)}" if i < n else ""
     if row.status != "ok":
@@ -410,13 +377,7 @@ def _notes(
         "so the true NLL is lower; none = the model defines no density."
     )
     notes.append(
-        f"[a] unbiased MMD² with the Gaussian kernel exp(-|x-y|²/(2h²)), h = {bandwidth:.4g} "
-        f"(median pairwise distance of the held-out data, fixed for all models); "
-        f"{n_test} samples vs {n_test} held-out points."
-    )
-    notes.append(
-        "[b] sliced Wasserstein-2 (random projections, seeded, the same for every model). "
-        "[c] energy distance 2E|X-Y| - E|X-X'| - E|Y-Y'|."
+        f"MMD bandwidth h = {bandwidth:.4g}; {n_test} samples vs {n_test} held-out points."
     )
     notes.append(
         "NFE / sample: network evaluations per sample as reported by the model "

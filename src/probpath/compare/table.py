@@ -1,4 +1,9 @@
-"""The comparison table: one :class:`CompareRow` per model, Markdown and CSV output."""
+"""The comparison table: one :class:`CompareRow` per model, Markdown and CSV output.
+
+The metric columns, their headers (label, unit, ↑ / ↓) and footnotes come from
+:data:`probpath.metrics.registry.METRICS`: every registered metric with ``in_compare`` is a
+:class:`CompareRow` field of the same name (the NLL has its unit, kind and note besides).
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from probpath.metrics.registry import METRICS, MetricSpec, header
+
 __all__ = [
     "CompareResult",
     "CompareRow",
+    "TABLE_METRICS",
     "csv_text",
     "fmt_value",
     "format_markdown",
+    "metric_notes",
     "nll_cell",
+    "shown_metrics",
     "table_cells",
 ]
 
@@ -28,6 +38,7 @@ class CompareRow:
     route: str
     section: str
     nfe: int | None = None
+    nfe_text: str | None = None
     train_seconds: float | None = None
     train_steps: int | None = None
     sample_seconds_per_1k: float | None = None
@@ -39,6 +50,10 @@ class CompareRow:
     swd: float | None = None
     energy: float | None = None
     fd_features: float | None = None
+    class_accuracy: float | None = None
+    fd_per_class: float | None = None
+    guidance: float | None = None
+    conditional: bool = False
     sampler: str = ""
     status: str = "ok"
 
@@ -55,6 +70,7 @@ class CompareResult:
     settings: dict[str, Any]
     notes: list[str]
     floor: dict[str, float] | None = None
+    spread: dict[str, dict[str, float]] | None = None
     markdown: str = ""
     out_dir: Path | None = None
     files: dict[str, Path] = field(default_factory=dict)
@@ -69,6 +85,7 @@ class CompareResult:
             "settings": self.settings,
             "notes": self.notes,
             "noise_floor": self.floor,
+            "spread": self.spread,
             "rows": [asdict(r) for r in self.rows],
         }
 
@@ -89,50 +106,100 @@ def nll_cell(row: CompareRow) -> str:
     return f"{row.nll:.3f} ({row.nll_kind})"
 
 
-def table_cells(result: CompareResult) -> tuple[list[str], list[list[str]]]:
-    """Column headers (with units and ↓ = lower is better) and one row of cells per model,
-    plus the noise-floor row when measured: what ``table.md`` and ``report.html`` show."""
-    unit = result.settings.get("nll_unit", "nats/dim")
-    cols = [
-        "model",
-        "route (survey §)",
-        "sampler",
-        "NFE / sample",
-        "train s (steps)",
-        "sample s / 1k",
-        f"NLL {unit} ↓",
-        "MMD² ↓ [a]",
-        "SW₂ ↓ [b]",
-        "energy ↓ [c]",
+#: The metric columns of ``compare``, in table order (registry specs with ``in_compare``).
+TABLE_METRICS: tuple[MetricSpec, ...] = tuple(s for s in METRICS.values() if s.in_compare)
+#: Metrics always shown; the others only when some row has a value.
+_ALWAYS = ("nll", "mmd", "swd", "energy")
+
+
+def shown_metrics(result: CompareResult) -> list[MetricSpec]:
+    """The metric columns of this table."""
+    return [
+        s
+        for s in TABLE_METRICS
+        if s.name in _ALWAYS or any(getattr(r, s.name) is not None for r in result.rows)
     ]
-    features = any(r.fd_features is not None for r in result.rows)
-    if features:
-        cols.append("FD features ↓ [d]")
+
+
+def _letters(specs: list[MetricSpec]) -> dict[str, str]:
+    """Footnote letters of the sample metrics ([a], [b], ...); the NLL has its own notes."""
+    named = [s.name for s in specs if not s.needs_density]
+    return {name: chr(ord("a") + i) for i, name in enumerate(named)}
+
+
+def _nfe_cell(r: CompareRow) -> str:
+    if r.nfe_text:
+        return r.nfe_text
+    return "—" if r.nfe is None else str(r.nfe)
+
+
+def _metric_cell(r: CompareRow, spec: MetricSpec, spread: dict[str, float] | None) -> str:
+    if spec.needs_density:
+        cell = nll_cell(r)
+    else:
+        cell = fmt_value(getattr(r, spec.name))
+    sd = (spread or {}).get(spec.name)
+    return cell if sd is None or getattr(r, spec.name) is None else f"{cell} ± {fmt_value(sd, 2)}"
+
+
+def table_cells(result: CompareResult) -> tuple[list[str], list[list[str]]]:
+    """Column headers (label, unit, ↑ / ↓ and footnote letter from the metric registry) and
+    one row of cells per model, plus the noise-floor row when measured: what ``table.md``
+    and ``report.html`` show. With a seed spread the metric cells read "mean ± sd"."""
+    unit = result.settings.get("nll_unit", "nats/dim")
+    specs = shown_metrics(result)
+    letters = _letters(specs)
+    cols = ["model", "route (survey §)", "sampler", "NFE / sample", "train s (steps)",
+            "sample s / 1k"]  # fmt: skip
+    for spec in specs:
+        h = header(spec, unit if spec.needs_density else None)
+        cols.append(f"{h} [{letters[spec.name]}]" if spec.name in letters else h)
+    fixed = 6
     rows = []
     for r in result.rows:
         if r.status != "ok":
             cells = [r.model, f"{r.route} {r.section}", r.status] + [""] * (len(cols) - 3)
         else:
             steps = "fit" if r.train_steps is None else str(r.train_steps)
+            spread = (result.spread or {}).get(r.model)
             cells = [
                 r.model,
                 f"{r.route} {r.section}",
                 r.sampler or "—",
-                "—" if r.nfe is None else str(r.nfe),
+                _nfe_cell(r),
                 f"{fmt_value(r.train_seconds, 3)} ({steps})",
                 fmt_value(r.sample_seconds_per_1k, 3),
-                nll_cell(r),
-                fmt_value(r.mmd),
-                fmt_value(r.swd),
-                fmt_value(r.energy),
-            ] + ([fmt_value(r.fd_features)] if features else [])
+            ] + [_metric_cell(r, s, spread) for s in specs]
         rows.append(cells)
     if result.floor:
         f = result.floor
-        cells = ["noise floor [e]", "held-out data vs training data", "", "", "", "", ""]
-        cells += [fmt_value(f.get("mmd")), fmt_value(f.get("swd")), fmt_value(f.get("energy"))]
-        rows.append(cells + ([fmt_value(f.get("fd_features"))] if features else []))
+        floor = chr(ord("a") + len(letters))
+        cells = [f"noise floor [{floor}]", "held-out data vs training data"] + [""] * (fixed - 2)
+        cells += ["" if s.needs_density else fmt_value(f.get(s.name)) for s in specs]
+        rows.append(cells)
     return cols, rows
+
+
+def metric_notes(result: CompareResult) -> list[str]:
+    """The footnotes of the metric columns, from the registry's descriptions."""
+    specs = shown_metrics(result)
+    letters = _letters(specs)
+    notes = [f"[{letters[s.name]}] {s.description}." for s in specs if s.name in letters]
+    if result.floor:
+        features = any(s.needs_features for s in specs)
+        notes.append(
+            f"[{chr(ord('a') + len(letters))}] noise floor: the same distances between "
+            f"{result.n_test} training points (an independent draw of the data) and the "
+            "held-out points — what a perfect model would score at this sample size."
+            + (" The feature floor is optimistic: the feature classifier was trained on "
+               "training points." if features else "")
+        )  # fmt: skip
+    if result.spread:
+        notes.append(
+            "± is the standard deviation over the training seeds "
+            f"{result.settings.get('seeds')} (sample sd, n - 1); the held-out split is fixed."
+        )
+    return notes
 
 
 def format_markdown(result: CompareResult) -> str:
@@ -145,7 +212,7 @@ def format_markdown(result: CompareResult) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for cells in rows:
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
-    notes = "\n".join(f"- {n}" for n in result.notes)
+    notes = "\n".join(f"- {n}" for n in [*result.notes, *metric_notes(result)])
     return head + "\n".join(lines) + "\n\n" + notes + "\n"
 
 

@@ -3,6 +3,10 @@ distances, precision / recall (in pixels or in a domain classifier's features, t
 recipe), NLL / bits-per-dim with dequantisation, and the two-sample
 noise floor, and the Factor-CLS disentanglement score of codes (Higgins et al. 2017).
 
+:mod:`probpath.metrics.registry` lists them (direction, unit, needs) for every table and
+command; :mod:`probpath.metrics.shipped` holds the one digits classifier of FD features;
+:mod:`probpath.metrics.seeds` summarises a metric over training seeds (mean ± sd).
+
 All two-sample metrics flatten their inputs to ``(N, D)``, compute in float64 and return
 Python floats.
 """
@@ -15,9 +19,11 @@ from probpath.metrics.disentanglement import (
 from probpath.metrics.energy import energy_distance
 from probpath.metrics.features import (
     FeatureExtractor,
+    class_accuracy,
     feature_frechet_distance,
     feature_precision_recall,
     fit_feature_extractor,
+    per_class_frechet_distance,
 )
 from probpath.metrics.floor import noise_floor
 from probpath.metrics.frechet import frechet_distance, frechet_distance_gaussian
@@ -31,14 +37,24 @@ from probpath.metrics.likelihood import (
 )
 from probpath.metrics.mmd import median_bandwidth, mmd
 from probpath.metrics.precision_recall import PrecisionRecall, precision_recall
+from probpath.metrics.registry import METRICS, MetricInputs, MetricSpec, get_metric
+from probpath.metrics.shipped import digits_extractor, extractor_for
 from probpath.metrics.sliced import sliced_wasserstein, wasserstein_1d
 
 __all__ = [
+    "METRICS",
     "FactorCLSResult",
     "FeatureExtractor",
+    "MetricInputs",
+    "MetricSpec",
     "NLLResult",
     "PrecisionRecall",
     "bits_per_dim",
+    "class_accuracy",
+    "digits_extractor",
+    "extractor_for",
+    "get_metric",
+    "per_class_frechet_distance",
     "dataset_nll",
     "dequantize",
     "quantize",

@@ -32,9 +32,11 @@ from probpath.nn.mlp import MLP
 
 __all__ = [
     "FeatureExtractor",
+    "class_accuracy",
     "feature_frechet_distance",
     "feature_precision_recall",
     "fit_feature_extractor",
+    "per_class_frechet_distance",
 ]
 
 
@@ -175,3 +177,55 @@ def feature_precision_recall(real, fake, extractor: FeatureExtractor, *, k: int 
     """
     real, fake = flatten_pair(real, fake, min_n=k + 1)
     return precision_recall(extractor.features(real), extractor.features(fake), k=k)
+
+
+def class_accuracy(x, labels, extractor: FeatureExtractor) -> float:
+    """Share of samples ``x`` that the extractor's classifier assigns to ``labels`` (the
+    classes they were drawn for): how recognisable class-conditional samples are.
+
+    Args:
+        x: ``(N, *event)`` samples in the extractor's input units.
+        labels: ``(N,)`` integer classes.
+        extractor: a classifier of the data set (:func:`fit_feature_extractor`).
+
+    Returns:
+        A Python float in [0, 1].
+    """
+    x = flatten_samples(x, "x")
+    labels = check_tensor(labels, "labels", dtype=torch.long).reshape(-1)
+    if len(labels) != len(x):
+        raise ValueError(f"labels must have one class per sample ({len(x)}), got {len(labels)}")
+    with torch.no_grad():
+        predicted = extractor(x).argmax(1).cpu()
+    return float((predicted == labels.cpu()).double().mean())
+
+
+def per_class_frechet_distance(
+    x, x_labels, y, y_labels, extractor: FeatureExtractor, *, min_count: int = 2
+) -> float:
+    """Mean over classes ``c`` of the feature Fréchet distance between the samples drawn for
+    ``c`` and the held-out points of class ``c`` (how well each conditional is matched, not
+    only the mixture).
+
+    Args:
+        x, x_labels: ``(m, *event)`` samples and the ``(m,)`` classes they were drawn for.
+        y, y_labels: ``(n, *event)`` held-out data and its ``(n,)`` classes.
+        extractor: from :func:`fit_feature_extractor`.
+        min_count: classes with fewer points on either side are left out (a Gaussian fit
+            needs at least two).
+
+    Returns:
+        A Python float (``nan`` when no class has ``min_count`` points on both sides).
+    """
+    x, y = flatten_pair(x, y, min_n=2)
+    x_labels = check_tensor(x_labels, "x_labels", dtype=torch.long).reshape(-1).cpu()
+    y_labels = check_tensor(y_labels, "y_labels", dtype=torch.long).reshape(-1).cpu()
+    if len(x_labels) != len(x) or len(y_labels) != len(y):
+        raise ValueError("x_labels / y_labels must have one class per sample of x / y")
+    fx, fy = extractor.features(x).cpu(), extractor.features(y).cpu()
+    values = []
+    for c in torch.unique(y_labels).tolist():
+        a, b = fx[x_labels == c], fy[y_labels == c]
+        if len(a) >= min_count and len(b) >= min_count:
+            values.append(frechet_distance(a, b))
+    return float(sum(values) / len(values)) if values else float("nan")
