@@ -37,6 +37,7 @@ from probpath.catalog import build_model
 from probpath.core.model import draw
 from probpath.data import Dataset, load_dataset, make_toy
 from probpath.metrics import (
+    digits_extractor,
     energy_distance,
     feature_frechet_distance,
     feature_precision_recall,
@@ -47,6 +48,8 @@ from probpath.metrics import (
     sliced_wasserstein,
 )
 from probpath.metrics.floor import noise_floor
+from probpath.metrics.seeds import parse_seeds, summarise_runs
+from probpath.metrics.shipped import PROTOCOL_SPLIT
 from probpath.training import TrainConfig, Trainer
 
 __all__ = ["main"]
@@ -59,15 +62,16 @@ def _sw2(a: torch.Tensor, b: torch.Tensor) -> float:
     return sliced_wasserstein(a, b, n_projections=512, generator=torch.Generator().manual_seed(0))
 
 
-def _train(name: str, data: torch.Tensor | Dataset, minutes: float, seed: int):
-    """Train for ``minutes`` of wall time: AdamW at 2e-3 after 50 warm-up steps, cosine decay
-    to 0 at the end of the time budget, EMA 0.999 (the Trainer's defaults otherwise)."""
+def _train(name: str, data: torch.Tensor | Dataset, minutes: float, seed: int, steps=None):
+    """Train for ``minutes`` of wall time (or exactly ``steps`` steps, a budget a loaded
+    machine cannot shrink): AdamW at 2e-3 after 50 warm-up steps, cosine decay to 0 at the
+    end of the budget, EMA 0.999 (the Trainer's defaults otherwise)."""
     torch.manual_seed(seed)
     x = data.x if isinstance(data, Dataset) else data
     model = build_model(name, tuple(x.shape[1:]))
     cfg = TrainConfig(
-        steps=None,
-        time_budget=60.0 * minutes,
+        steps=steps,
+        time_budget=None if steps else 60.0 * minutes,
         batch_size=256,
         lr=2e-3,
         warmup_steps=50,
@@ -129,71 +133,102 @@ def save_digits_figure(save_dir, samples: dict[str, torch.Tensor], test: Dataset
                        event_shape=(1, 8, 8))  # fmt: skip
 
 
-def run_digits(models, minutes, seed, save_dir=None, dequantize=False) -> list[str]:
+def _digits_protocol(seed: int, old_protocol: bool):
+    """The held-out split and the feature extractor.
+
+    The protocol (default): the fixed split ``split(0.2, seed=0)`` and the shipped digits
+    classifier (``metrics.digits_extractor``), the same for every training seed, so a seed
+    changes only the model. ``old_protocol``: the split and a classifier retrained with the
+    run's seed, as before the fix — kept to measure the swing it caused."""
     data = load_dataset("digits")
-    train, test = data.split(0.2, seed=seed)
+    if old_protocol:
+        train, test = data.split(0.2, seed=seed)
+        flat = train.x.float().reshape(len(train), -1)
+        extractor = fit_feature_extractor(
+            flat, train.y, seed=seed, n_levels=GRID[0], value_range=GRID[1]
+        )
+        return train, test, extractor
+    train, test = data.split(PROTOCOL_SPLIT["fraction"], seed=PROTOCOL_SPLIT["seed"])
+    return train, test, digits_extractor()
+
+
+def run_digits(
+    models, minutes, seeds, save_dir=None, dequantize=False, steps=None, old_protocol=False
+) -> list[str]:
     scale = lambda x: x / 8.0 - 1.0  # noqa: E731  [0, 16] -> [-1, 1]
     unscale = lambda x: (x + 1.0) * 8.0  # noqa: E731
-    flat = train.x.float().reshape(len(train), -1)  # vector models: (N, 64)
-    # The 17 levels scaled to [-1, 1], as Ho et al., Song et al. and torchcfm train image
-    # models for samples (dequantisation is for densities); --dequantize: the Trainer adds
-    # fresh uniform noise of one level every step.
-    x_train = Dataset(scale(flat), value_range=(-1.0, 1.0), discrete=dequantize, n_levels=17)
-    ref = test.x.float().reshape(len(test), -1)
-    n = len(ref)
-    # The FID recipe with a digits classifier fitted on the training split (metrics/features),
-    # judging inputs on the pixel grid like the FD-features column of `probpath compare`.
-    extractor = fit_feature_extractor(
-        flat, train.y, seed=seed, n_levels=GRID[0], value_range=GRID[1]
-    )
+    names = ("SW2", "MMD", "energy", "FD features", "precision", "recall", "(FD pixels)")
+    per_seed: dict[str, list[tuple]] = {}
+    rows = []
+    for seed in seeds:
+        train, test, extractor = _digits_protocol(seed, old_protocol)
+        flat = train.x.float().reshape(len(train), -1)  # vector models: (N, 64)
+        # The 17 levels scaled to [-1, 1], as Ho et al., Song et al. and torchcfm train image
+        # models for samples (dequantisation is for densities); --dequantize: the Trainer
+        # adds fresh uniform noise of one level every step.
+        x_train = Dataset(scale(flat), value_range=(-1.0, 1.0), discrete=dequantize, n_levels=17)
+        ref = test.x.float().reshape(len(test), -1)
+        n = len(ref)
 
-    def metrics(s):
-        # Judge samples as images, like FID on 8-bit files: back on the data's grid of 17
-        # integer levels (round, clamp to 0..16), the same space as the held-out digits.
-        s = quantize(s.float(), *GRID)
-        pr = feature_precision_recall(ref, s, extractor)
-        return (
-            _sw2(s, ref),
-            mmd(s, ref),
-            energy_distance(s, ref),
-            feature_frechet_distance(s, ref, extractor),
-            pr.precision,
-            pr.recall,
-            frechet_distance(s, ref),  # pixel space: diagnostic only, not in the goal
-        )
+        def metrics(s, ref=ref, extractor=extractor):
+            # Judge samples as images, like FID on 8-bit files: back on the data's grid of 17
+            # integer levels (round, clamp to 0..16), the same space as the held-out digits.
+            s = quantize(s.float(), *GRID)
+            pr = feature_precision_recall(ref, s, extractor)
+            return (
+                _sw2(s, ref),
+                mmd(s, ref),
+                energy_distance(s, ref),
+                feature_frechet_distance(s, ref, extractor),
+                pr.precision,
+                pr.recall,
+                frechet_distance(s, ref),  # pixel space: diagnostic only, not in the goal
+            )
 
-    def beats(m, base):  # four distances (lower is better), then P and R; not pixel FD
-        return all(a < b for a, b in zip(m[:4], base[:4])) and all(
-            a > b for a, b in zip(m[4:6], base[4:6])
-        )
+        def beats(m, base):  # four distances (lower is better), then P and R; not pixel FD
+            return all(a < b for a, b in zip(m[:4], base[:4])) and all(
+                a > b for a, b in zip(m[4:6], base[4:6])
+            )
 
-    base = build_model("gaussian", (flat.shape[1],))
-    g = torch.Generator().manual_seed(seed)
-    base.fit(scale(flat + torch.rand(flat.shape, generator=g) - 0.5).double())
-    base_s = unscale(draw(base, n, generator=torch.Generator().manual_seed(seed)))
-    _save(save_dir, "gaussian", base_s)
-    shown = {"gaussian": base_s}
-    base_m = metrics(base_s)
-    rows = [
-        "| digits | gaussian (baseline) | - | 1 | "
-        + " | ".join(f"{v:.4g}" for v in base_m)
-        + " | - |"
-    ]
-    print(rows[-1], flush=True)
-    for name in models:
-        model, steps = _train(name, x_train, minutes, seed)
-        s, _ = _sample(model, n, seed)
-        _save(save_dir, name, unscale(s))
-        shown[name] = unscale(s)
-        m = metrics(unscale(s))
-        ok = "yes" if beats(m, base_m) else "no"
-        rows.append(
-            f"| digits | {name} | {steps} | {model.sampling_nfe} | "
-            + " | ".join(f"{v:.4g}" for v in m)
-            + f" | {ok} |"
-        )
-        print(rows[-1], flush=True)
-    save_digits_figure(save_dir, shown, test)
+        def emit(name, steps_done, nfe, m, ok, seed=seed):
+            per_seed.setdefault(name, []).append(m)
+            rows.append(
+                f"| digits | {seed} | {name} | {steps_done} | {nfe} | "
+                + " | ".join(f"{v:.4g}" for v in m)
+                + f" | {ok} |"
+            )
+            print(rows[-1], flush=True)
+
+        # two-sample floor: n training digits (an independent draw) against the held-out ones
+        emit("noise floor", "-", "-", metrics(flat[:n]), "-")
+        base = build_model("gaussian", (flat.shape[1],))
+        g = torch.Generator().manual_seed(seed)
+        base.fit(scale(flat + torch.rand(flat.shape, generator=g) - 0.5).double())
+        base_s = unscale(draw(base, n, generator=torch.Generator().manual_seed(seed)))
+        _save(save_dir, f"gaussian_seed{seed}", base_s)
+        shown = {"gaussian": base_s}
+        base_m = metrics(base_s)
+        emit("gaussian (baseline)", "-", 1, base_m, "-")
+        for name in models:
+            model, steps_done = _train(name, x_train, minutes, seed, steps)
+            s, _ = _sample(model, n, seed)
+            _save(save_dir, f"{name}_seed{seed}", unscale(s))
+            shown[name] = unscale(s)
+            m = metrics(unscale(s))
+            emit(name, steps_done, model.sampling_nfe, m, "yes" if beats(m, base_m) else "no")
+        if seed == seeds[0]:
+            save_digits_figure(save_dir, shown, test)
+    if len(seeds) > 1:
+        print(f"\nMean ± sd over seeds {seeds} (sample sd; max/min = the swing):\n")
+        print("| model | " + " | ".join(names) + " | FD features max/min |")
+        print("|---" * (len(names) + 2) + "|")
+        for name, ms in per_seed.items():
+            summary = summarise_runs([dict(zip(names, m)) for m in ms])
+            swing = summary["FD features"].spread_ratio
+            rows.append(
+                f"| {name} | " + " | ".join(str(summary[k]) for k in names) + f" | {swing:.2f} |"
+            )
+            print(rows[-1], flush=True)
     return rows
 
 
@@ -204,7 +239,17 @@ def main(argv=None) -> None:
     p.add_argument("--models", default="ddpm,score-sde,cfm,ot-cfm")
     p.add_argument("--datasets", default="moons,8gaussians,checkerboard,digits")
     p.add_argument("--n-eval", type=int, default=2000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None, help="one seed (same as --seeds N)")
+    p.add_argument(
+        "--seeds", default="0", help="training seeds, e.g. 0,1,2: digits rows get mean ± sd"
+    )
+    p.add_argument("--steps", type=int, default=None, help="train N steps instead of minutes")
+    p.add_argument(
+        "--old-protocol",
+        action="store_true",
+        help="digits: split and feature classifier follow the seed (before the fix; to "
+        "measure the swing it caused)",
+    )
     p.add_argument("--save-samples", default=None, help="folder for digits samples (.npy)")
     p.add_argument(
         "--dequantize",
@@ -212,6 +257,7 @@ def main(argv=None) -> None:
         help="digits: train on freshly dequantised pixels (default: on the 17 levels)",
     )
     args = p.parse_args(argv)
+    seeds = [args.seed] if args.seed is not None else parse_seeds(args.seeds)
     torch.set_num_threads(args.threads)
     models = args.models.split(",")
     datasets = args.datasets.split(",")
@@ -221,14 +267,16 @@ def main(argv=None) -> None:
         print("| data | model | train steps | NFE | SW2 | floor | SW2/floor | <= 2x |")
         print("|---|---|---|---|---|---|---|---|")
         for d in toys:
-            run_toy(d, models, args.minutes, args.n_eval, args.seed)
+            for seed in seeds:
+                run_toy(d, models, args.minutes, args.n_eval, seed)
     if "digits" in datasets:
         print(
-            "| data | model | train steps | NFE | SW2 | MMD | energy | FD features | precision "
-            "| recall | (FD pixels) | beats |"
+            "| data | seed | model | train steps | NFE | SW2 | MMD | energy | FD features "
+            "| precision | recall | (FD pixels) | beats |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-        run_digits(models, args.minutes, args.seed, args.save_samples, args.dequantize)
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        run_digits(models, args.minutes, seeds, args.save_samples, args.dequantize,
+                   args.steps, args.old_protocol)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Annotated
@@ -131,21 +130,13 @@ def evaluate(
         result["seconds"] = time.perf_counter() - t0
         result["model"] = record.model if record else type(loaded).__name__
         if as_json:
-            typer.echo(json.dumps(_json_safe(result), indent=2))
+            from probpath.compare.table import json_safe
+
+            typer.echo(json.dumps(json_safe(result), indent=2))
             return
         typer.echo(_evaluate_table(result, chosen))
 
     work()
-
-
-def _json_safe(obj):
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_json_safe(v) for v in obj]
-    return obj
 
 
 def _evaluate_table(result: dict, chosen: list[str]) -> str:

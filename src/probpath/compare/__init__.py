@@ -51,6 +51,7 @@ from probpath.compare.fitting import (
     unfit_reason,
 )
 from probpath.compare.job import QUICK_TRAIN_BUDGET, run_compare, samples_grid
+from probpath.compare.seeds import run_compare_seeds
 from probpath.compare.space import DataSpace
 from probpath.compare.table import CompareResult, CompareRow, format_markdown
 
@@ -73,6 +74,7 @@ __all__ = [
     "evaluate_model",
     "evaluation_data",
     "run_compare",
+    "run_compare_seeds",
     "format_markdown",
     "samples_grid",
 ]

@@ -14,17 +14,23 @@ from probpath.compare.space import DataSpace, dequantize_held_out
 from probpath.core.model import is_conditional
 from probpath.data.dataset import Dataset
 from probpath.metrics import median_bandwidth
-from probpath.metrics.registry import METRICS, MetricInputs, get_metric
+from probpath.metrics.registry import METRICS, MetricInputs, available, get_metric
 
 __all__ = [
+    "ConditionalPlan",
     "DEFAULT_METRICS",
     "METRICS",
     "HeldOutNLL",
     "evaluate_model",
     "evaluation_data",
     "extractor_note",
+    "class_balanced_labels",
+    "compare_sample_metrics",
+    "conditional_note",
+    "conditional_plan",
     "nll_of",
     "sample_metrics",
+    "score_row",
 ]
 
 #: What :func:`evaluate_model` computes when not told: every metric that needs no labels.
@@ -134,6 +140,95 @@ def sample_metrics(
     return {s.name: float(s.fn(inputs)) for s in specs}
 
 
+def class_balanced_labels(n: int, num_classes: int) -> torch.Tensor:
+    """``(n,)`` labels ``0, 1, ..., C-1, 0, 1, ...``: every class ``n // C`` or one more
+    times (class-balanced conditional samples)."""
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    return torch.arange(n) % num_classes
+
+
+@dataclass(frozen=True)
+class ConditionalPlan:
+    """How ``compare`` samples and scores one model with respect to labels.
+
+    Attributes:
+        sample_cond: ``(n,)`` classes the samples are drawn for (class-balanced), ``None`` for
+            an unconditional model.
+        nll_cond: ``(n,)`` held-out labels for the conditional NLL, ``None`` likewise.
+        options: sampling options: ``{"guidance": w}`` for a guided path model.
+        guidance: the weight used (``None``: the model's default, no guidance).
+    """
+
+    sample_cond: torch.Tensor | None
+    nll_cond: torch.Tensor | None
+    options: dict[str, Any]
+    guidance: float | None
+
+
+def conditional_plan(model, test: Dataset, guidance: float | None = None) -> ConditionalPlan:
+    """Class-balanced labels and the guidance weight for a conditional ``model`` (the
+    classifier-free guidance weight reaches path models only; others sample ``p(x | c)``)."""
+    from probpath.compare.runmodel import is_path_model
+
+    if not is_conditional(model) or test.y is None:
+        return ConditionalPlan(None, None, {}, None)
+    classes = max(int(test.num_classes), int(test.y.max()) + 1)
+    labels = class_balanced_labels(len(test), classes)
+    guided = guidance is not None and is_path_model(model)
+    options = {"guidance": float(guidance)} if guided else {}
+    return ConditionalPlan(labels, test.y, options, float(guidance) if guided else None)
+
+
+def conditional_note(guidance: float | None, sweep: list[dict] | None) -> str:
+    """The table note of a conditional comparison."""
+    w = "the model's default (none)" if guidance is None else f"w = {guidance:g}"
+    note = (
+        "Conditional: models that accept labels were fitted with them and sample "
+        f"class-balanced (classes 0, 1, ... in turn); classifier-free guidance {w}, NFE "
+        "'N×2' = N steps of two network passes."
+    )
+    if sweep:
+        pairs = ", ".join(
+            f"w = {r['guidance']:g}: "
+            + " / ".join(f"{k} {r[k]:.4g}" for k in r if k not in ("guidance", "nfe"))
+            for r in sweep
+        )
+        note += f" Guidance sweep (fd_vs_guidance.png): {pairs}."
+    return note
+
+
+def compare_sample_metrics(*, features: bool, conditional: bool) -> tuple[str, ...]:
+    """The sample metrics a ``compare`` row gets (registry order, ``in_compare`` only)."""
+    names = [n for n, s in METRICS.items() if s.in_compare and not s.needs_density]
+    return tuple(available(names, labels=features, features=features, conditional=conditional))
+
+
+def score_row(
+    row,
+    samples: torch.Tensor,
+    reference: torch.Tensor,
+    reference_labels: torch.Tensor | None,
+    plan: ConditionalPlan,
+    *,
+    bandwidth: float,
+    seed: int,
+    extractor=None,
+) -> None:
+    """Compute the row's sample metrics and store each under its registry name."""
+    which = compare_sample_metrics(
+        features=extractor is not None, conditional=plan.sample_cond is not None
+    )
+    scores = sample_metrics(
+        samples, reference, bandwidth=bandwidth, seed=seed, which=which, extractor=extractor,
+        sample_labels=plan.sample_cond, reference_labels=reference_labels,
+    )  # fmt: skip
+    for name, value in scores.items():
+        setattr(row, name, value)
+    row.conditional = plan.sample_cond is not None
+    row.guidance = plan.guidance
+
+
 def evaluate_model(
     model,
     space: DataSpace,
@@ -163,7 +258,6 @@ def evaluate_model(
         ValueError: an unknown metric, or one whose needs (labels, extractor, a conditional
             model) are not met.
     """
-    from probpath.metrics.registry import available
     from probpath.training.progress import phase
 
     specs = [get_metric(m) for m in metrics]

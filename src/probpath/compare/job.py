@@ -17,7 +17,14 @@ import torch
 
 from probpath.catalog import CatalogEntry, build_model
 from probpath.compare.budget import plan_sampling
-from probpath.compare.evaluation import extractor_note, nll_of, sample_metrics
+from probpath.compare.evaluation import (
+    conditional_note,
+    conditional_plan,
+    extractor_note,
+    nll_of,
+    sample_metrics,
+    score_row,
+)
 from probpath.compare.fitting import (
     draw_samples,
     resolve_device,
@@ -25,6 +32,7 @@ from probpath.compare.fitting import (
     select_entries,
     train_model,
 )
+from probpath.compare.guidance import guidance_figure
 from probpath.compare.report import (
     density_figure,
     render_report,
@@ -88,6 +96,10 @@ def run_compare(
     n_eval: int | None = None,
     n_nll: int | None = None,
     test_fraction: float = 0.2,
+    conditional: bool = False,
+    guidance: float | None = None,
+    guidance_sweep: str | None = None,
+    split_seed: int | None = None,
     verbose: bool = True,
     figure: bool = True,
     progress: str = "auto",
@@ -112,6 +124,16 @@ def run_compare(
         n_nll: held-out points whose NLL is computed, the first ``n_nll`` of the ``n_eval``
             (default 64 quick — ODE likelihoods are the costly part — else ``n_eval``).
         test_fraction: share of the data held out.
+        conditional: on labelled data, fit the models that accept labels
+            (``Capabilities.accepts_labels``) with them; they sample class-balanced and get
+            class accuracy and per-class FD.
+        guidance: classifier-free guidance weight of conditional path models (``None``: the
+            model's default, none); the NFE column then reads "N×2".
+        guidance_sweep: one conditional model whose FD features and class accuracy are also
+            measured at the weights of :data:`~probpath.compare.guidance.SWEEP_WEIGHTS`
+            (``fd_vs_guidance.png``).
+        split_seed: seed of the held-out split (default ``seed``); fix it to vary only the
+            training seed (``compare --seeds``).
         verbose: print one summary line per model to stderr (``False``: nothing at all).
         figure: draw ``samples.png``.
         progress: how each model's phases (train / sample / score) report on stderr:
@@ -143,12 +165,15 @@ def run_compare(
         raise ValueError(
             f"no catalog model can take data of shape {data.event_shape}; pass --models"
         )
-    train, test = data.split(test_fraction, seed=seed)
+    if guidance_sweep is not None and guidance_sweep not in [e.name for e in entries]:
+        raise ValueError(f"guidance_sweep {guidance_sweep!r} must be one of the compared models")
+    split_seed = seed if split_seed is None else split_seed  # also seeds the metrics' draws
+    train, test = data.split(test_fraction, seed=split_seed)
     n_eval = min(int(n_eval or (256 if quick else 1000)), len(test))
     test = test.subset(torch.arange(n_eval))
     n_nll = min(int(n_nll or (64 if quick else n_eval)), n_eval)
     probe = DataSpace.for_entry(data)
-    reference = dequantize_held_out(test.x.double(), probe, seed + 1)
+    reference = dequantize_held_out(test.x.double(), probe, split_seed + 1)
     bandwidth = median_bandwidth(reference)
     with phase(
         "compare: feature classifier for FD features",
@@ -169,7 +194,8 @@ def run_compare(
     figure_samples: dict[str, torch.Tensor] = {}
     job = _Job(
         train, test, reference, bandwidth, extractor, dev, seed, steps, quick, n_nll,
-        figure_samples, progress if verbose else "off",
+        figure_samples, progress if verbose else "off", conditional, guidance, guidance_sweep,
+        split_seed=split_seed,
     )  # fmt: skip
     floor = _noise_floor(job, probe)
     overheads: list[float] = []
@@ -208,6 +234,8 @@ def run_compare(
     notes = _notes(probe, bandwidth, steps, time_budget, base, len(test), n_nll)
     if extractor is not None:
         notes.append(extractor_note(train))
+    if conditional:
+        notes.append(conditional_note(guidance, job.sweep))
     result = CompareResult(
         rows=rows,
         dataset=data.name,
@@ -227,6 +255,10 @@ def run_compare(
             "test_fraction": test_fraction,
             "mmd_bandwidth": bandwidth,
             "nll_unit": unit,
+            "conditional": conditional,
+            "guidance": guidance,
+            "guidance_sweep": job.sweep,
+            "split_seed": split_seed,
         },
         notes=notes,
         floor=floor,
@@ -256,6 +288,11 @@ class _Job:
     n_nll: int
     figure_samples: dict[str, torch.Tensor]
     progress: str = "off"
+    conditional: bool = False
+    guidance: float | None = None
+    sweep_model: str | None = None
+    sweep: list[dict] | None = None
+    split_seed: int = 0  # the held-out split's seed, also of the metrics' own random draws
     histories: dict[str, list[dict]] = field(default_factory=dict)
     densities: dict[str, Any] = field(default_factory=dict)
 
@@ -274,7 +311,9 @@ def _compare_one(
     model = build_model(
         entry,
         space.model_event_shape,
-        job.train.num_classes if caps.conditional else None,
+        job.train.num_classes
+        if caps.conditional or (job.conditional and caps.accepts_labels)
+        else None,
         quick=job.quick,
     )
     outcome = train_model(
@@ -295,31 +334,31 @@ def _compare_one(
     row.train_seconds = outcome.seconds
     row.train_steps = outcome.steps
     n = len(job.test)
-    cond = job.test.y if caps.conditional else None
+    labels = conditional_plan(model, job.test, job.guidance)
+    cond = labels.nll_cond
     with phase(f"{label} sample ({n})", mode=job.progress):
         plan = plan_sampling(model, space, n, job.n_nll, scoring_budget, seed=job.seed)
-        samples, seconds = draw_samples(model, n, cond=cond, seed=job.seed + 2, **plan.options)
+        samples, seconds = draw_samples(
+            model, n, cond=labels.sample_cond, seed=job.seed + 2, **plan.options, **labels.options
+        )
     row.sampler = plan.label
     row.sample_seconds_per_1k = seconds * 1000.0 / n
     row.nfe = sampling_nfe(model)
+    row.nfe_text = getattr(model, "sampling_nfe_text", None)
     samples = space.to_data(samples.double().cpu())
     job.figure_samples[entry.name] = samples[:64]
     k = plan.n_nll
     with phase(f"{label} score (NLL on {k}, distances on {n})", mode=job.progress):
         nll = nll_of(model, job.reference[:k], space, cond=None if cond is None else cond[:k])
-        features = ("fd_features",) if job.extractor is not None else ()
-        which = ("mmd", "swd", "energy", *features)
-        scores = sample_metrics(
-            samples,
-            job.reference,
-            bandwidth=job.bandwidth,
-            seed=job.seed,
-            which=which,
-            extractor=job.extractor,
-        )
+        score_row(
+            row, samples, job.reference, job.test.y, labels, bandwidth=job.bandwidth,
+            seed=job.split_seed, extractor=job.extractor,
+        )  # fmt: skip
     row.nll, row.nll_unit, row.nll_kind, row.nll_note = nll.value, nll.unit, nll.kind, nll.note
-    row.mmd, row.swd, row.energy = scores["mmd"], scores["swd"], scores["energy"]
-    row.fd_features = scores.get("fd_features")
+    if job.sweep_model == entry.name and labels.sample_cond is not None:
+        from probpath.compare.guidance import guidance_sweep
+
+        job.sweep = guidance_sweep(model, space, job, plan.options, labels)
     return row
 
 
@@ -405,6 +444,9 @@ def _write_outputs(result: CompareResult, out_dir: Path, job: _Job, figure: bool
     }
     for name, data in files.items():
         result.files[name] = atomic_write_bytes(out_dir / name, data)
+    if job.sweep:
+        path = out_dir / "fd_vs_guidance.png"
+        result.files[path.name] = guidance_figure(job.sweep, path, job.sweep_model)
     if figure and job.figure_samples:
         path = out_dir / "samples.png"
         result.files["samples.png"] = samples_grid(
@@ -453,13 +495,13 @@ def _noise_floor(job: _Job, space: DataSpace) -> dict[str, float] | None:
     n = len(job.test)
     if len(job.train) < n:
         return None
-    draw = dequantize_held_out(job.train.x[:n].double(), space, job.seed + 3)
+    draw = dequantize_held_out(job.train.x[:n].double(), space, job.split_seed + 3)
     features = ("fd_features",) if job.extractor is not None else ()
     scores = sample_metrics(
         draw,
         job.reference,
         bandwidth=job.bandwidth,
-        seed=job.seed,
+        seed=job.split_seed,
         which=("mmd", "swd", "energy", *features),
         extractor=job.extractor,
     )

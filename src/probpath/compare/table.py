@@ -22,6 +22,7 @@ __all__ = [
     "TABLE_METRICS",
     "csv_text",
     "fmt_value",
+    "json_safe",
     "format_markdown",
     "metric_notes",
     "nll_cell",
@@ -88,6 +89,17 @@ class CompareResult:
             "spread": self.spread,
             "rows": [asdict(r) for r in self.rows],
         }
+
+
+def json_safe(obj):
+    """``obj`` with every non-finite float (at any depth of dicts / lists) as ``None``."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def fmt_value(v: float | None, digits: int = 4) -> str:
