@@ -133,6 +133,24 @@ def save_digits_figure(save_dir, samples: dict[str, torch.Tensor], test: Dataset
                        event_shape=(1, 8, 8))  # fmt: skip
 
 
+def digits_metrics(s: torch.Tensor, ref: torch.Tensor, extractor) -> tuple[float, ...]:
+    """SW2, MMD, energy, FD features, precision, recall and (diagnostic) pixel FD of samples
+    ``s`` (pixel units) against held-out digits ``ref``. Samples are judged as images, like
+    FID on 8-bit files: back on the data's grid of 17 integer levels (round, clamp to 0..16),
+    the same space as the held-out digits."""
+    s = quantize(s.float(), *GRID)
+    pr = feature_precision_recall(ref, s, extractor)
+    return (
+        _sw2(s, ref),
+        mmd(s, ref),
+        energy_distance(s, ref),
+        feature_frechet_distance(s, ref, extractor),
+        pr.precision,
+        pr.recall,
+        frechet_distance(s, ref),  # pixel space: diagnostic only, not in the goal
+    )
+
+
 def _digits_protocol(seed: int, old_protocol: bool):
     """The held-out split and the feature extractor.
 
@@ -171,19 +189,7 @@ def run_digits(
         n = len(ref)
 
         def metrics(s, ref=ref, extractor=extractor):
-            # Judge samples as images, like FID on 8-bit files: back on the data's grid of 17
-            # integer levels (round, clamp to 0..16), the same space as the held-out digits.
-            s = quantize(s.float(), *GRID)
-            pr = feature_precision_recall(ref, s, extractor)
-            return (
-                _sw2(s, ref),
-                mmd(s, ref),
-                energy_distance(s, ref),
-                feature_frechet_distance(s, ref, extractor),
-                pr.precision,
-                pr.recall,
-                frechet_distance(s, ref),  # pixel space: diagnostic only, not in the goal
-            )
+            return digits_metrics(s, ref, extractor)
 
         def beats(m, base):  # four distances (lower is better), then P and R; not pixel FD
             return all(a < b for a, b in zip(m[:4], base[:4])) and all(
@@ -232,6 +238,64 @@ def run_digits(
     return rows
 
 
+def run_stability(save_dir, extractor_seeds=(0, 1, 2, 3, 4), draws=10) -> None:
+    """Where the FD-features swing comes from, without training anything.
+
+    1. The classifier: the samples saved in ``save_dir`` (``NAME_seedK.npy`` of an earlier
+       digits run) scored against the protocol's held-out split by classifiers retrained
+       with seeds ``extractor_seeds`` (everything else fixed), and by the shipped one.
+    2. The sample: the Gaussian baseline fitted once, ``draws`` fresh draws of n = 359 under
+       the shipped classifier (the sampling noise a fixed model still has).
+    3. The split: the two-sample floor and the baseline under ``split(0.2, seed=s)`` with the
+       classifier retrained on each split (seed 0)."""
+    import numpy as np
+
+    from probpath.metrics.seeds import summarise
+
+    train, test, shipped = _digits_protocol(0, old_protocol=False)
+    flat = train.x.float().reshape(len(train), -1)
+    ref = test.x.float().reshape(len(test), -1)
+    retrained = [
+        fit_feature_extractor(flat, train.y, seed=s, n_levels=GRID[0], value_range=GRID[1])
+        for s in extractor_seeds
+    ]
+    print("1. same samples, classifier retrained with seeds", list(extractor_seeds))
+    print("| samples | FD per classifier seed | mean ± sd | max/min | shipped |")
+    print("|---|---|---|---|---|")
+    for path in sorted(Path(save_dir).glob("*.npy")):
+        s = quantize(torch.from_numpy(np.load(path)).float(), *GRID)
+        vals = [feature_frechet_distance(s, ref, e) for e in retrained]
+        summ = summarise(vals)
+        print(
+            f"| {path.stem} | {' '.join(f'{v:.1f}' for v in vals)} | {summ} | "
+            f"{summ.spread_ratio:.2f} | {feature_frechet_distance(s, ref, shipped):.2f} |"
+        )
+    base = build_model("gaussian", (64,))
+    g = torch.Generator().manual_seed(0)
+    base.fit((flat + torch.rand(flat.shape, generator=g) - 0.5).double())
+    vals = [
+        feature_frechet_distance(
+            quantize(draw(base, len(ref), generator=torch.Generator().manual_seed(k)).float(),
+                     *GRID), ref, shipped)
+        for k in range(draws)
+    ]  # fmt: skip
+    summ = summarise(vals)
+    print(f"\n2. Gaussian baseline, {draws} draws of {len(ref)}, shipped classifier: {summ} "
+          f"(max/min {summ.spread_ratio:.2f})")  # fmt: skip
+    print("\n3. split seed s (classifier retrained on it, seed 0): floor / Gaussian baseline")
+    data = load_dataset("digits")
+    for s in extractor_seeds:
+        tr, te = data.split(0.2, seed=s)
+        f_tr, r = tr.x.float().reshape(len(tr), -1), te.x.float().reshape(len(te), -1)
+        e = fit_feature_extractor(f_tr, tr.y, seed=0, n_levels=GRID[0], value_range=GRID[1])
+        b = build_model("gaussian", (64,))
+        b.fit((f_tr + torch.rand(f_tr.shape, generator=torch.Generator().manual_seed(0)) - 0.5)
+              .double())  # fmt: skip
+        bs = quantize(draw(b, len(r), generator=torch.Generator().manual_seed(0)).float(), *GRID)
+        print(f"   split {s}: floor {feature_frechet_distance(f_tr[: len(r)], r, e):.2f}, "
+              f"Gaussian {feature_frechet_distance(bs, r, e):.2f}")  # fmt: skip
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=float, default=5.0, help="training time per model")
@@ -256,7 +320,17 @@ def main(argv=None) -> None:
         action="store_true",
         help="digits: train on freshly dequantised pixels (default: on the 17 levels)",
     )
+    p.add_argument(
+        "--stability",
+        action="store_true",
+        help="train nothing: measure where the FD-features swing comes from, rescoring the "
+        "samples saved in --save-samples DIR (run_stability)",
+    )
     args = p.parse_args(argv)
+    if args.stability:
+        torch.set_num_threads(args.threads)
+        run_stability(args.save_samples)
+        return
     seeds = [args.seed] if args.seed is not None else parse_seeds(args.seeds)
     torch.set_num_threads(args.threads)
     models = args.models.split(",")

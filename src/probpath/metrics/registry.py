@@ -187,53 +187,36 @@ def _fd_per_class(inputs: MetricInputs) -> float:
     return per_class_frechet_distance(a, ya, b, yb, _extractor(inputs, "fd_per_class"))
 
 
+def _spec(name: str, fn, label: str, description: str, **flags) -> MetricSpec:
+    """A spec with the common defaults: lower is better, unitless, needs only samples."""
+    defaults = dict(higher_is_better=False, unit="", needs_labels=False, needs_features=False,
+                    needs_density=False)  # fmt: skip
+    return MetricSpec(name=name, fn=fn, label=label, description=description,
+                      **{**defaults, **flags})  # fmt: skip
+
+
+_FEATURES = {"needs_labels": True, "needs_features": True}
 _SPECS = (
-    MetricSpec(
-        "nll", _nll, False, "per-dim", False, False, True,
-        "held-out negative log-likelihood per dimension: bits/dim for discrete data "
-        "(uniform dequantisation, bin width of one level), nats/dim otherwise",
-        "NLL",
-    ),
-    MetricSpec(
-        "mmd", _mmd, False, "", False, False, False,
-        "unbiased MMD² with the Gaussian kernel exp(-|x-y|²/(2h²)), h the median pairwise "
-        "distance of the held-out data (fixed for all models)",
-        "MMD²",
-    ),
-    MetricSpec(
-        "swd", _swd, False, "", False, False, False,
-        "sliced Wasserstein-2 over random projections (seeded, the same for every model)",
-        "SW₂",
-    ),
-    MetricSpec(
-        "energy", _energy, False, "", False, False, False,
-        "energy distance 2E|X-Y| - E|X-X'| - E|Y-Y'|",
-        "energy",
-    ),
-    MetricSpec(
-        "fd", _fd, False, "", False, False, False,
-        "Fréchet distance between Gaussian fits in pixel space (compares means and "
-        "covariances only, which a fitted Gaussian matches: a diagnostic)",
-        "FD pixels", in_compare=False,
-    ),
-    MetricSpec(
-        "fd_features", _fd_features, False, "", True, True, False,
-        "Fréchet distance between Gaussian fits of the penultimate features of a classifier "
-        "of the data set (the FID recipe with a domain classifier instead of Inception)",
-        "FD features",
-    ),
-    MetricSpec(
-        "class_accuracy", _class_accuracy, True, "", True, True, False,
-        "share of class-conditional samples that the data set's classifier assigns to the "
-        "class they were drawn for",
-        "class acc.", per_class=True,
-    ),
-    MetricSpec(
-        "fd_per_class", _fd_per_class, False, "", True, True, False,
-        "Fréchet distance in the classifier's features between the samples drawn for class c "
-        "and the held-out points of class c, averaged over the classes",
-        "FD per class", per_class=True,
-    ),
+    _spec("nll", _nll, "NLL", "held-out negative log-likelihood per dimension: bits/dim for "
+          "discrete data (uniform dequantisation, bin width of one level), nats/dim otherwise",
+          unit="per-dim", needs_density=True),
+    _spec("mmd", _mmd, "MMD²", "unbiased MMD² with the Gaussian kernel exp(-|x-y|²/(2h²)), h "
+          "the median pairwise distance of the held-out data (fixed for all models)"),
+    _spec("swd", _swd, "SW₂", "sliced Wasserstein-2 over random projections (seeded, the same "
+          "for every model)"),
+    _spec("energy", _energy, "energy", "energy distance 2E|X-Y| - E|X-X'| - E|Y-Y'|"),
+    _spec("fd", _fd, "FD pixels", "Fréchet distance between Gaussian fits in pixel space "
+          "(compares means and covariances only, which a fitted Gaussian matches: a "
+          "diagnostic)", in_compare=False),
+    _spec("fd_features", _fd_features, "FD features", "Fréchet distance between Gaussian fits "
+          "of the penultimate features of a classifier of the data set (the FID recipe with a "
+          "domain classifier instead of Inception)", **_FEATURES),
+    _spec("class_accuracy", _class_accuracy, "class acc.", "share of class-conditional "
+          "samples that the data set's classifier assigns to the class they were drawn for",
+          higher_is_better=True, per_class=True, **_FEATURES),
+    _spec("fd_per_class", _fd_per_class, "FD per class", "Fréchet distance in the "
+          "classifier's features between the samples drawn for class c and the held-out "
+          "points of class c, averaged over the classes", per_class=True, **_FEATURES),
 )  # fmt: skip
 
 #: Every metric by name, in table order.
