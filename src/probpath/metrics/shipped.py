@@ -8,7 +8,7 @@ if the feature space is fixed, as FID fixes Inception's weights.
 
 The protocol (written into ``digits_extractor.json``): ``load_dataset("digits")``, the
 held-out split ``split(0.2, seed=0)`` (:data:`PROTOCOL_SPLIT`), the classifier of
-:func:`~probpath.metrics.fit_feature_extractor` trained on the 1,437 training digits with the
+:func:`~probpath.metrics.fit_feature_extractor` trained on the 1,438 training digits with the
 settings in :data:`DIGITS_SETTINGS`, one CPU thread (so the float32 round-off, hence the
 weights, are the same bit for bit), inputs snapped to the 17 pixel levels.
 
