@@ -55,6 +55,8 @@ def test_conditional_rows_have_class_metrics_and_guided_nfe(conditional_run):
     # a model that cannot take labels stays unconditional: no per-class cells
     assert not gaussian.conditional and gaussian.class_accuracy is None
     assert gaussian.fd_per_class is None and gaussian.fd_features is not None
+    # the floor row: training digits with their own labels against the held-out ones
+    assert result.floor["fd_per_class"] > 0 and result.floor["class_accuracy"] > 0.9
     md = result.markdown
     assert "class acc. ↑" in md and "FD per class ↓" in md and "×2" in md
     assert "class-balanced" in md

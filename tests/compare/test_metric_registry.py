@@ -120,3 +120,28 @@ def test_missing_needs_are_named():
         METRICS["class_accuracy"].fn(MetricInputs(samples=a, reference=a, extractor=object()))
     with pytest.raises(ValueError, match="log-density"):
         evaluation.sample_metrics(a, a, bandwidth=1.0, which=("nll",))
+
+
+def test_evaluate_scores_feature_metrics_with_the_shipped_classifier(tmp_path):
+    """``evaluate --metrics fd_features`` on a digits run finds the shipped classifier (no
+    labels needed from the user) and returns a finite positive FD (its value against the
+    Gaussian's closed-form behaviour is checked in tests/test_compare.py); per-class metrics
+    on an unconditional run are refused with the reason."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from probpath.cli.main import app
+
+    run = tmp_path / "run"
+    runner = CliRunner()
+    fit = runner.invoke(app, ["fit", "gaussian", "--data", "digits", "--out", str(run), "-q"])
+    assert fit.exit_code == 0, fit.output
+    res = runner.invoke(
+        app, ["evaluate", str(run), "--metrics", "fd_features", "--json", "--n", "100", "-q"]
+    )
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert 0 < out["fd_features"] < float("inf")
+    bad = runner.invoke(app, ["evaluate", str(run), "--metrics", "class_accuracy", "-q"])
+    assert bad.exit_code != 0 and "conditional model" in bad.output

@@ -18,6 +18,7 @@ import torch
 from probpath.catalog import CatalogEntry, build_model
 from probpath.compare.budget import plan_sampling
 from probpath.compare.evaluation import (
+    compare_sample_metrics,
     conditional_note,
     conditional_plan,
     extractor_note,
@@ -496,15 +497,13 @@ def _noise_floor(job: _Job, space: DataSpace) -> dict[str, float] | None:
     if len(job.train) < n:
         return None
     draw = dequantize_held_out(job.train.x[:n].double(), space, job.split_seed + 3)
-    features = ("fd_features",) if job.extractor is not None else ()
+    per_class = job.conditional and job.train.y is not None  # the training points' own labels
+    which = compare_sample_metrics(features=job.extractor is not None, conditional=per_class)
     scores = sample_metrics(
-        draw,
-        job.reference,
-        bandwidth=job.bandwidth,
-        seed=job.split_seed,
-        which=("mmd", "swd", "energy", *features),
-        extractor=job.extractor,
-    )
+        draw, job.reference, bandwidth=job.bandwidth, seed=job.split_seed, which=which,
+        extractor=job.extractor, sample_labels=job.train.y[:n] if per_class else None,
+        reference_labels=job.test.y,
+    )  # fmt: skip
     return _finite_or_none(scores)
 
 
