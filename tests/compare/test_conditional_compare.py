@@ -69,6 +69,7 @@ def test_guidance_sweep_writes_the_figure_and_the_values(conditional_run):
     for r in sweep:
         assert 0.0 <= r["class_accuracy"] <= 1.0 and r["fd_features"] > 0
     assert (out / "fd_vs_guidance.png").stat().st_size > 0
+    assert "FD features and class accuracy vs guidance" in (out / "report.html").read_text()
     saved = json.loads((out / "table.json").read_text())
     assert saved["settings"]["guidance_sweep"] == sweep
 

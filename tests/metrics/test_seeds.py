@@ -63,3 +63,17 @@ def test_compare_seeds_keeps_the_split_and_varies_only_training(tmp_path):
     assert res.rows[0].swd == pytest.approx(sum(values) / 2, rel=1e-12)
     assert res.spread["gmm"]["swd"] == pytest.approx(abs(values[0] - values[1]) / 2**0.5)
     assert " ± " in res.markdown and (tmp_path / "table.md").exists()
+
+
+@pytest.mark.parametrize("seeds", ["0", "0,0", "a,b"])
+def test_compare_cli_refuses_bad_seeds_before_training(seeds, tmp_path):
+    from typer.testing import CliRunner
+
+    from probpath.cli.main import app
+
+    res = CliRunner().invoke(
+        app, ["compare", "--models", "gaussian", "--data", "moons", "--seeds", seeds,
+              "--out", str(tmp_path / "o")],
+    )  # fmt: skip
+    assert res.exit_code != 0 and "--seeds" in res.output
+    assert not (tmp_path / "o").exists()

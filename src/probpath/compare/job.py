@@ -465,6 +465,9 @@ def _report(result: CompareResult, job: _Job, command: str, device: torch.device
         png = density_figure(job.densities, job.reference)
         if png is not None:
             images.append(("Densities of the models with a cheap exact log p", png))
+    if "fd_vs_guidance.png" in result.files:
+        sweep = result.files["fd_vs_guidance.png"]
+        images.append(("FD features and class accuracy vs guidance", sweep))
     png = training_curves_figure(job.histories)
     if png is not None:
         images.append(("Training loss of the neural models", png))
