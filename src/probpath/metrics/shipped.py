@@ -3,8 +3,9 @@ every digits score, trained once on a fixed split and stored as safetensors + JS
 
 Why shipped: retraining the classifier per run (with the run's seed and split) moves the
 feature space under the numbers — the same samples score differently under two extractors
-(``benchmarks/bench_feature_stability.py`` measures it). A table entry is reproducible only
-if the feature space is fixed, as FID fixes Inception's weights.
+(``benchmarks/bench_quality.py --stability`` measures it: 1.6-1.9x for the same samples).
+A table entry is reproducible only if the feature space is fixed, as FID fixes Inception's
+weights.
 
 The protocol (written into ``digits_extractor.json``): ``load_dataset("digits")``, the
 held-out split ``split(0.2, seed=0)`` (:data:`PROTOCOL_SPLIT`), the classifier of
