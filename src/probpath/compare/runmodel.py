@@ -107,7 +107,7 @@ def load_run_model(
 ) -> RunModel:
     """Load a ``probpath fit`` run directory as a :class:`RunModel` (what ``probpath.load``
     returns for a directory with ``run.json``)."""
-    from probpath.cli.rundir import load_run
+    from probpath.runs import load_run  # lazily: runs imports compare.space
 
     model, record = load_run(directory, device=device, weights="auto", max_params=max_params)
     return RunModel(model, record.space, record)
