@@ -307,19 +307,20 @@ def test_sampling_plan_fits_the_budget_and_counts_the_default_nfe():
     full_nfe = model.sampling_nfe  # the default chain's NFE, counted on a full draw
     plan = plan_sampling(model, space, 64, 64, None)
     assert plan.options == {} and plan.n_nll == 64 and "steps" in plan.label
-    # a budget of 1 µs fits nothing: the fallback with its fewest steps, clipped to the range
+    # a budget of 1 µs fits nothing: the fallback with one step (the overshoot is bounded by
+    # one NFE), clipped to the range; the NLL on the two points whose cost was timed
     plan = plan_sampling(model, space, 64, 64, 1e-6)
-    assert plan.options["sampler"] == FALLBACK_SAMPLER and plan.options["steps"] == 4
+    assert plan.options["sampler"] == FALLBACK_SAMPLER and plan.options["steps"] == 1
     assert plan.options["clip_x0"] == (-1.0, 1.0)  # 0..16 mapped to [-1, 1]
-    assert f"default {full_nfe} NFE" in plan.label and plan.n_nll == 8
+    assert f"default {full_nfe} NFE" in plan.label and plan.n_nll == 2
     # any model with a density gets its NLL points planned: a closed-form Gaussian in 1 µs
-    # fits none, so the floor of 8 points; it samples in one pass (no sampler options)
+    # fits none, so the floor of 2 points; it samples in one pass (no sampler options)
     vector_space = DataSpace.for_entry(data, "vector")
     gaussian = build_model("gaussian", vector_space.model_event_shape)
     y = vector_space.to_model(data.x.double())
     gaussian.fit(y + 0.01 * torch.randn(y.shape, generator=torch.Generator().manual_seed(0)))
     plan = plan_sampling(gaussian, vector_space, 64, 64, 1e-6)
-    assert plan.options == {} and plan.n_nll == 8 and plan.label == "NLL on 8 points (budget)"
+    assert plan.options == {} and plan.n_nll == 2 and plan.label == "NLL on 2 points (budget)"
     assert plan_sampling(gaussian, vector_space, 64, 64, None) == (
         plan_sampling(gaussian, vector_space, 64, 64, 1e9)  # a budget that fits everything
     )

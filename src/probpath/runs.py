@@ -23,15 +23,17 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from probpath.compare.space import DataSpace
 from probpath.core.serialization import (
     CheckpointError,
     atomic_write_json,
     load_tensors,
     read_json,
 )
+
+if TYPE_CHECKING:  # compare/ sits above; DataSpace is imported where a record is read
+    from probpath.compare.space import DataSpace
 
 __all__ = [
     "RUN_FILE",
@@ -101,6 +103,8 @@ def read_run_record(directory: str | Path) -> RunRecord | None:
     path = Path(directory) / RUN_FILE
     if not path.exists():
         return None
+    from probpath.compare.space import DataSpace
+
     d = read_json(path)
     if d.get("format_version") != _RUN_VERSION:
         raise CheckpointError(f"{path}: unknown format_version {d.get('format_version')!r}")

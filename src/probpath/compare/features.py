@@ -24,7 +24,6 @@ import torch
 from probpath.compare.space import DataSpace
 from probpath.core.serialization import CheckpointError, TensorInfo, load_tensors, save_tensors
 from probpath.data.dataset import Dataset
-from probpath.runs import data_fingerprint
 
 __all__ = ["CACHE_DIR", "FULL_STEPS", "MIN_STEPS", "FeatureClassifier", "feature_classifier"]
 
@@ -74,6 +73,7 @@ def feature_classifier(
     if train.y is None or len(space.event_shape) != 3 or int(train.y.unique().numel()) < 2:
         return None
     from probpath.metrics import FeatureExtractor, fit_feature_extractor
+    from probpath.runs import data_fingerprint
 
     grid = {}
     if space.bin_width is not None:  # quantised data
