@@ -214,23 +214,16 @@ def test_quick_shares_the_training_budget_equally(monkeypatch):
 
 
 def test_sampling_nfe_hook():
-    class Caps:
-        one_step = False
-
-    class Reports:
-        capabilities = Caps()
-        sampling_nfe = 20
-
-    class Silent:
-        capabilities = Caps()
-
-    class OneStep:
-        class capabilities:  # noqa: N801 - stands in for a Capabilities instance
-            one_step = True
-
-    assert sampling_nfe(Reports()) == 20
-    assert sampling_nfe(Silent()) is None
-    assert sampling_nfe(OneStep()) == 1
+    """``Model.sampling_nfe`` is read as the model sets it; a one-step model that reports
+    nothing counts 1; an estimator (closed-form sampling, no network) is unknown."""
+    cfm = build_model("cfm", (2,), test=True)
+    assert sampling_nfe(cfm) is None  # nothing sampled yet: unknown, not guessed
+    with torch.no_grad():
+        cfm.sample(3, generator=torch.Generator().manual_seed(0))
+    assert sampling_nfe(cfm) == cfm.sampling_nfe > 0
+    gan = build_model("gan", (2,), test=True)
+    assert gan.capabilities.one_step and gan.sampling_nfe is None and sampling_nfe(gan) == 1
+    assert sampling_nfe(build_model("gaussian", (2,))) is None
 
 
 def _report_run(tmp_path):
@@ -314,13 +307,23 @@ def test_sampling_plan_fits_the_budget_and_counts_the_default_nfe():
     full_nfe = model.sampling_nfe  # the default chain's NFE, counted on a full draw
     plan = plan_sampling(model, space, 64, 64, None)
     assert plan.options == {} and plan.n_nll == 64 and "steps" in plan.label
-    # a budget of 1 µs fits nothing: the fallback with its fewest steps, clipped to the range
+    # a budget of 1 µs fits nothing: the fallback with one step (the overshoot is bounded by
+    # one NFE), clipped to the range; the NLL on the two points whose cost was timed
     plan = plan_sampling(model, space, 64, 64, 1e-6)
-    assert plan.options["sampler"] == FALLBACK_SAMPLER and plan.options["steps"] == 4
+    assert plan.options["sampler"] == FALLBACK_SAMPLER and plan.options["steps"] == 1
     assert plan.options["clip_x0"] == (-1.0, 1.0)  # 0..16 mapped to [-1, 1]
-    assert f"default {full_nfe} NFE" in plan.label and plan.n_nll == 8
-    gaussian = build_model("gaussian", (4,))
-    assert plan_sampling(gaussian, space, 64, 64, 1e-6).options == {}
+    assert f"default {full_nfe} NFE" in plan.label and plan.n_nll == 2
+    # any model with a density gets its NLL points planned: a closed-form Gaussian in 1 µs
+    # fits none, so the floor of 2 points; it samples in one pass (no sampler options)
+    vector_space = DataSpace.for_entry(data, "vector")
+    gaussian = build_model("gaussian", vector_space.model_event_shape)
+    y = vector_space.to_model(data.x.double())
+    gaussian.fit(y + 0.01 * torch.randn(y.shape, generator=torch.Generator().manual_seed(0)))
+    plan = plan_sampling(gaussian, vector_space, 64, 64, 1e-6)
+    assert plan.options == {} and plan.n_nll == 2 and plan.label == "NLL on 2 points (budget)"
+    assert plan_sampling(gaussian, vector_space, 64, 64, None) == (
+        plan_sampling(gaussian, vector_space, 64, 64, 1e9)  # a budget that fits everything
+    )
     # an adaptive likelihood solve has no cost bound: under a budget, fixed RK4 steps
     adaptive = build_model("ddpm-unet", space.model_event_shape, test=True, likelihood_steps=None)
     plan = plan_sampling(adaptive, space, 64, 64, 1e-6)

@@ -113,9 +113,10 @@ def fit(
     """
     from probpath.catalog import build_model, get_entry
     from probpath.cli.options import merge_options, parse_extra_args, parse_set_options
-    from probpath.cli.rundir import check_output_dir, check_resume, data_fingerprint
+    from probpath.cli.rundir import check_output_dir, check_resume
     from probpath.compare import DataSpace, resolve_device, unfit_reason
     from probpath.core.limits import DEFAULT_MAX_PARAMS, ResourceLimitError, build_bounded
+    from probpath.runs import data_fingerprint
     from probpath.training.distributed import is_main_process
     from probpath.training.interrupt import parse_ckpt_every
     from probpath.training.seeding import seed_everything
@@ -239,9 +240,9 @@ def _fit_run(
 ) -> None:  # fmt: skip
     import torch
 
-    from probpath.cli.rundir import RunRecord, publish, staging_path, write_run_record
     from probpath.compare import train_model
     from probpath.core.serialization import remove_stale_temp_files
+    from probpath.runs import RunRecord, publish, staging_path, write_run_record
     from probpath.training.checkpoint import has_checkpoint
     from probpath.training.distributed import is_main_process
     from probpath.training.seeding import environment

@@ -158,6 +158,6 @@ def load_data(data: str, n: int | None, seed: int, labels: Path | None = None):
 
 def load_run(run_dir: Path, dev, weights: str, max_params: int | None = None):
     """``(model, record)`` of a run directory (see :func:`probpath.cli.rundir.load_run`)."""
-    from probpath.cli.rundir import load_run as _load
+    from probpath.runs import load_run as _load
 
     return _load(run_dir, device=str(dev), weights=weights, max_params=max_params)

@@ -23,7 +23,6 @@ __all__ = [
     "HeldOutNLL",
     "evaluate_model",
     "evaluation_data",
-    "extractor_note",
     "class_balanced_labels",
     "compare_sample_metrics",
     "conditional_note",
@@ -301,24 +300,6 @@ def evaluate_model(
             )  # fmt: skip
         )
     return result
-
-
-def extractor_note(train: Dataset) -> str:
-    """The table note saying which classifier defines the feature metrics."""
-    from probpath.metrics.shipped import is_digits
-
-    if is_digits(train):
-        what = (
-            "the shipped digits classifier (metrics/shipped_data/digits_extractor.json: "
-            "trained once on the fixed split split(0.2, seed=0), the same for every run and "
-            "seed)"
-        )
-    else:
-        what = "a classifier fitted on the training split with the fixed seed 0"
-    return (
-        f"Feature metrics use the penultimate features of {what}; inputs are snapped to the "
-        "pixel levels as FID scores 8-bit files (metrics.features)."
-    )
 
 
 def _same_source(a: str, b: str) -> bool:

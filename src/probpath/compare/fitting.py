@@ -14,7 +14,7 @@ import torch
 
 from probpath.catalog import CATALOG, CatalogEntry, get_entry
 from probpath.compare.space import DataSpace, dequantize_held_out
-from probpath.core.model import draw
+from probpath.core.model import Estimator, Model, draw
 from probpath.data.dataset import Dataset
 from probpath.training.seeding import seed_everything
 
@@ -51,8 +51,6 @@ def unfit_reason(entry: CatalogEntry, dataset: Dataset) -> str | None:
     space = DataSpace.for_entry(dataset, entry.data)
     if not entry.accepts(space.model_event_shape):
         return f"takes {entry.data} data, the data set has shape {dataset.event_shape}"
-    if getattr(entry.cls, "capabilities", None) is None:
-        return "declares no capabilities"
     if entry.cls.capabilities.conditional and (dataset.y is None or dataset.num_classes < 1):
         return "is conditional and the data set has no labels"
     return None
@@ -161,21 +159,19 @@ def train_model(
     config = TrainConfig(**options)
     t0 = time.perf_counter()
     result = Trainer(config).fit(model, space.model_dataset(train), resume=resume)
-    seconds = float(getattr(result, "seconds", None) or time.perf_counter() - t0)
+    seconds = result.seconds or time.perf_counter() - t0
     n_steps = int(result.steps)
     final_loss = None
-    history = getattr(result, "history", None) or []
+    history = result.history
     for record in reversed(history):
         if isinstance(record, dict) and "loss" in record:
             final_loss = float(record["loss"])
             break
     trained, used_ema = result.model, False
-    ema = getattr(result, "ema_model", None)
-    decay = getattr(config, "ema_decay", None)
+    ema, decay = result.ema_model, config.ema_decay
     # Without the EMA warm-up the copy still carries decay**steps of the random
     # initialisation: use it only once that weight is below 1 %.
-    warm = getattr(config, "ema_warmup", False)
-    if ema is not None and decay is not None and (warm or decay**n_steps < 0.01):
+    if ema is not None and decay is not None and (config.ema_warmup or decay**n_steps < 0.01):
         trained, used_ema = ema, True
     trained.eval()
     return TrainOutcome(
@@ -183,21 +179,18 @@ def train_model(
     )
 
 
-def sampling_nfe(model) -> int | None:
+def sampling_nfe(model: Model | Estimator) -> int | None:
     """Network evaluations per sample of the model's default sampler, as the model reports.
 
-    The documented hook is ``model.sampling_nfe`` (an ``int`` attribute or property; a
-    zero-argument method also works). One-step models (``capabilities.one_step``) give 1.
-    ``None`` means unknown — the table prints "—" rather than guess.
+    The documented hook is :attr:`Model.sampling_nfe <probpath.core.model.Model>` (an ``int``
+    attribute or property, ``None`` until known); one-step models (``capabilities.one_step``)
+    that report nothing give 1; estimators sample in closed form and give ``None``. ``None``
+    means unknown — the table prints "—" rather than guess.
     """
-    value = getattr(model, "sampling_nfe", None)
-    if callable(value):
-        value = value()
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return int(value)
-    if getattr(model.capabilities, "one_step", False):
+    value = model.sampling_nfe if isinstance(model, Model) else None
+    if value is None and model.capabilities.one_step:
         return 1
-    return None
+    return None if value is None else int(value)
 
 
 def model_device_dtype(model) -> tuple[torch.device, torch.dtype]:
@@ -239,5 +232,4 @@ def draw_samples(
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - t0
-    out = getattr(out, "x", out)  # tolerate a typed output with the samples in ``.x``
     return out.detach(), seconds

@@ -1,31 +1,30 @@
 """The main job, :func:`run_compare`: train, sample and score every selected model on one
-split, write the tables and the sample grid."""
+split; the budget rules (:mod:`~probpath.compare.budget`), the feature classifier
+(:mod:`~probpath.compare.features`), the notes (:mod:`~probpath.compare.notes`) and the
+files written (:mod:`~probpath.compare.outputs`) live beside it."""
 
 from __future__ import annotations
 
-import json
-import math
-import shlex
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from probpath.catalog import CatalogEntry, build_model
-from probpath.compare.budget import plan_sampling
+from probpath.compare.budget import QUICK_TRAIN_BUDGET, plan_sampling
 from probpath.compare.evaluation import (
     compare_sample_metrics,
     conditional_note,
     conditional_plan,
-    extractor_note,
     nll_of,
     sample_metrics,
     score_row,
 )
+from probpath.compare.features import CACHE_DIR, feature_classifier
 from probpath.compare.fitting import (
     draw_samples,
     resolve_device,
@@ -33,42 +32,37 @@ from probpath.compare.fitting import (
     select_entries,
     train_model,
 )
-from probpath.compare.guidance import guidance_figure
-from probpath.compare.report import (
-    density_figure,
-    render_report,
-    training_curves_figure,
-    write_report,
+from probpath.compare.notes import compare_notes
+from probpath.compare.outputs import (
+    command_line,
+    report_page,
+    samples_grid,
+    write_outputs,
 )
+from probpath.compare.report import write_report
 from probpath.compare.runmodel import RunModel
 from probpath.compare.space import DataSpace, dequantize_held_out
 from probpath.compare.table import (
     CompareResult,
     CompareRow,
-    csv_text,
     fmt_value,
     format_markdown,
+    json_safe,
     nll_cell,
 )
-from probpath.core.serialization import atomic_write_bytes
 from probpath.data.dataset import Dataset
-from probpath.metrics import extractor_for, median_bandwidth
+from probpath.metrics import median_bandwidth
 from probpath.training.progress import format_seconds, phase
-from probpath.training.seeding import environment
 
-__all__ = ["QUICK_TRAIN_BUDGET", "run_compare", "samples_grid"]
+__all__ = ["MODEL_SIZES", "QUICK_TRAIN_BUDGET", "run_compare", "samples_grid"]  # re-exported
 
-#: Seconds of training shared equally by the neural models in ``compare --quick``.
-QUICK_TRAIN_BUDGET = 100.0
 #: Whole-job target for ``--quick`` (start-up excluded); the per-model share shrinks to keep it.
 _QUICK_DEADLINE = 160.0
 #: With a time budget, sampling and the NLL each get this share of a model's training seconds
 #: (path models switch to a few-step sampler and fewer NLL points to fit; compare.budget).
 _SCORING_SHARE = 0.5
-
-
-def _finite_or_none(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+#: ``model_size`` choices of :func:`run_compare`.
+MODEL_SIZES = ("auto", "full", "compact")
 
 
 def _load(dataset: Dataset | str, seed: int) -> Dataset:
@@ -105,6 +99,7 @@ def run_compare(
     figure: bool = True,
     progress: str = "auto",
     command: str | None = None,
+    model_size: str = "auto",
 ) -> CompareResult:
     """Train every selected model on the same split under the same budget and compare them.
 
@@ -112,12 +107,16 @@ def run_compare(
         models: catalog names, or ``None`` for every ``in_compare`` model that fits the data.
         dataset: a :class:`Dataset`, or a name / path for :func:`probpath.data.load_dataset`.
         steps: optimizer steps per neural model (whichever of steps / time comes first).
-        time_budget: training seconds per neural model.
+        time_budget: training seconds per neural model; it also bounds the rest: the
+            feature classifier trains at most this long, and each model's sampling and NLL
+            get about half of it (:mod:`probpath.compare.budget`), so the job takes about
+            ``2 x time_budget`` per model plus the distances.
         quick: use each entry's ``quick_kwargs``, share :data:`QUICK_TRAIN_BUDGET` seconds
             equally among the neural models (unless ``steps`` / ``time_budget`` are given)
             and evaluate on at most 256 held-out points.
-        out_dir: where ``table.md``, ``table.csv``, ``table.json`` and ``samples.png`` go
-            (created only once everything ran); ``None`` writes nothing.
+        out_dir: where ``table.md``, ``table.csv``, ``table.json``, ``samples.png`` and
+            ``report.html`` go (written only once everything ran; the feature classifier's
+            cache, ``.cache/``, as soon as it is trained); ``None`` writes nothing.
         seed: seeds the split, the models, training, sampling and the metrics.
         device: "auto", "cpu" or "cuda[:i]".
         n_eval: held-out points scored and samples drawn per model (default 256 quick,
@@ -141,6 +140,11 @@ def run_compare(
             ``"auto"``, ``"bar"``, ``"lines"`` or ``"off"`` (see
             :mod:`probpath.training.progress`); ``verbose=False`` turns it off.
         command: the command line shown in ``report.html`` (default: this process's).
+        model_size: ``"compact"`` builds every model in its entry's quick configuration
+            (smaller networks), ``"full"`` in its full one; ``"auto"`` (default) is compact
+            for image models on a CPU — a full-size conv net costs seconds per training step
+            there (ddpm-unet on 28 x 28: ~11 s per batch of 128, quiet machine) — and with
+            ``quick``, full otherwise. The notes name the compact models.
 
     Returns:
         A :class:`CompareResult`; a model that fails is reported in its row's ``status``
@@ -158,6 +162,8 @@ def run_compare(
         raise ValueError(f"n_eval must be an integer >= 2, got {n_eval!r}")
     if n_nll is not None and (isinstance(n_nll, bool) or int(n_nll) < 1):
         raise ValueError(f"n_nll must be a positive integer, got {n_nll!r}")
+    if model_size not in MODEL_SIZES:
+        raise ValueError(f"model_size must be one of {MODEL_SIZES}, got {model_size!r}")
     dev = resolve_device(device)
     start = time.perf_counter()
     data = _load(dataset, seed)
@@ -176,12 +182,6 @@ def run_compare(
     probe = DataSpace.for_entry(data)
     reference = dequantize_held_out(test.x.double(), probe, split_seed + 1)
     bandwidth = median_bandwidth(reference)
-    with phase(
-        "compare: feature classifier for FD features",
-        mode=progress if verbose else "off",
-        announce_after=1.0,
-    ):
-        extractor = extractor_for(train)
     unit = "bits/dim" if probe.bin_width is not None else "nats/dim"
     neural = [e for e in entries if not e.cls.capabilities.estimator]
     fixed_budget = time_budget
@@ -190,6 +190,16 @@ def run_compare(
         base = QUICK_TRAIN_BUDGET / max(1, len(neural))
     else:
         base = None
+    with phase(
+        "compare: feature classifier for FD features",
+        mode=progress if verbose else "off",
+        announce_after=1.0,
+    ):  # trained like one more model: at most one model's training seconds
+        classifier = feature_classifier(  # a fixed seed: the feature space is the protocol's
+            train, probe, 0, time_budget=time_budget or base,
+            cache_dir=None if out_dir is None else Path(out_dir) / CACHE_DIR,
+        )  # fmt: skip
+    extractor = None if classifier is None else classifier.extractor
 
     rows: list[CompareRow] = []
     figure_samples: dict[str, torch.Tensor] = {}
@@ -198,6 +208,7 @@ def run_compare(
         figure_samples, progress if verbose else "off", conditional, guidance, guidance_sweep,
         split_seed=split_seed,
     )  # fmt: skip
+    job.compact = {e.name for e in entries if _compact(e, model_size, quick, dev)}
     floor = _noise_floor(job, probe)
     overheads: list[float] = []
     remaining_neural = len(neural)
@@ -232,9 +243,10 @@ def run_compare(
         eta = so_far / i * (len(entries) - i)
         _say(_progress_line(i, len(entries), row, elapsed, eta), verbose)
 
-    notes = _notes(probe, bandwidth, steps, time_budget, base, len(test), n_nll)
-    if extractor is not None:
-        notes.append(extractor_note(train))
+    notes = compare_notes(
+        probe, bandwidth, steps, time_budget, base, len(test), n_nll, quick=quick,
+        compact=sorted(job.compact), model_size=model_size, classifier=classifier,
+    )  # fmt: skip
     if conditional:
         notes.append(conditional_note(guidance, job.sweep))
     result = CompareResult(
@@ -256,9 +268,12 @@ def run_compare(
             "test_fraction": test_fraction,
             "mmd_bandwidth": bandwidth,
             "nll_unit": unit,
+            "model_size": model_size,
+            "compact_models": sorted(job.compact),
             "conditional": conditional,
             "guidance": guidance,
             "guidance_sweep": job.sweep,
+            "guidance_sweep_model": job.sweep_model,
             "split_seed": split_seed,
         },
         notes=notes,
@@ -266,8 +281,10 @@ def run_compare(
     )
     result.markdown = format_markdown(result)
     if out_dir is not None:
-        _write_outputs(result, Path(out_dir), job, figure)
-        page = _report(result, job, command or _command(), dev)
+        write_outputs(result, Path(out_dir), figure_samples, test, figure, sweep=job.sweep)
+        page = report_page(
+            result, reference, job.densities, job.histories, command or command_line(), dev
+        )
         result.files["report.html"] = write_report(Path(out_dir) / "report.html", page)
     _say(f"compare: done in {time.perf_counter() - start:.1f} s", verbose)
     return result
@@ -296,6 +313,14 @@ class _Job:
     split_seed: int = 0  # the held-out split's seed, also of the metrics' own random draws
     histories: dict[str, list[dict]] = field(default_factory=dict)
     densities: dict[str, Any] = field(default_factory=dict)
+    compact: set[str] = field(default_factory=set)  # entries built in their quick size
+
+
+def _compact(entry: CatalogEntry, size: str, quick: bool, device: torch.device) -> bool:
+    """Whether ``entry`` is built in its quick (compact) configuration (see ``model_size``)."""
+    if size != "auto":
+        return size == "compact"
+    return quick or (entry.data == "image" and device.type == "cpu")
 
 
 def _compare_one(
@@ -315,7 +340,7 @@ def _compare_one(
         job.train.num_classes
         if caps.conditional or (job.conditional and caps.accepts_labels)
         else None,
-        quick=job.quick,
+        quick=entry.name in job.compact,
     )
     outcome = train_model(
         model,
@@ -374,114 +399,6 @@ def _progress_line(i: int, n: int, row: CompareRow, elapsed: float, eta: float) 
     )
 
 
-def _notes(
-    space: DataSpace,
-    bandwidth: float,
-    steps: int | None,
-    time_budget: float | None,
-    base: float | None,
-    n_test: int,
-    n_nll: int,
-) -> list[str]:
-    notes = []
-    if base is not None:
-        notes.append(
-            f"Budget: --quick, {QUICK_TRAIN_BUDGET:.0f} s of training shared equally by the "
-            f"neural models (≤ {base:.1f} s each; less if evaluation ran late), each entry's "
-            "quick configuration; estimators run `fit` to convergence."
-        )
-    else:
-        parts = []
-        if steps is not None:
-            parts.append(f"{steps} steps")
-        if time_budget is not None:
-            parts.append(f"{time_budget:g} s")
-        spec = " or ".join(parts) if parts else "the Trainer's default steps"
-        notes.append(f"Budget: {spec} per neural model (whichever first); estimators run `fit`.")
-    if space.value_range is not None:
-        notes.append(
-            f"Models see the data scaled from {list(space.value_range)} to [-1, 1] (vector "
-            "models flattened); all scores are computed in the original space, flattened."
-        )
-    if space.discrete:
-        notes.append(
-            f"Discrete data ({space.n_levels} levels): uniform dequantisation; NLL in bits/dim "
-            f"with bin width {space.bin_width:g} (an upper bound on the discrete NLL), "
-            "including the log-Jacobian of the scaling. Distances use the same dequantised "
-            f"held-out draw. NLL on the first {n_nll} held-out points."
-        )
-    else:
-        notes.append(f"NLL in nats/dim on the first {n_nll} held-out points.")
-    notes.append(
-        "NLL kind: exact = exact log-density; bound = from a lower bound on log p (ELBO), "
-        "so the true NLL is lower; none = the model defines no density."
-    )
-    notes.append(
-        f"MMD bandwidth h = {bandwidth:.4g}; {n_test} samples vs {n_test} held-out points."
-    )
-    notes.append(
-        "NFE / sample: network evaluations per sample as reported by the model "
-        "(`sampling_nfe`), 1 for one-step models, — when the model does not report it."
-    )
-    return notes
-
-
-def _write_outputs(result: CompareResult, out_dir: Path, job: _Job, figure: bool) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = {
-        "table.md": result.markdown.encode(),
-        "table.csv": csv_text(result.rows).encode(),
-        "table.json": (
-            json.dumps(
-                {
-                    **result.to_dict(),
-                    "rows": [_finite_or_none(asdict(r)) for r in result.rows],
-                },
-                indent=2,
-                allow_nan=False,
-            )
-            + "\n"
-        ).encode(),
-    }
-    for name, data in files.items():
-        result.files[name] = atomic_write_bytes(out_dir / name, data)
-    if job.sweep:
-        path = out_dir / "fd_vs_guidance.png"
-        result.files[path.name] = guidance_figure(job.sweep, path, job.sweep_model)
-    if figure and job.figure_samples:
-        path = out_dir / "samples.png"
-        result.files["samples.png"] = samples_grid(
-            job.figure_samples, job.test.x[:64].double(), path, value_range=job.test.value_range
-        )
-    result.out_dir = out_dir
-
-
-def _report(result: CompareResult, job: _Job, command: str, device: torch.device) -> str:
-    """``report.html``: the table, sample grids, densities (2-D), training curves."""
-    images = []
-    if "samples.png" in result.files:
-        images.append(("Samples: held-out data and each model", result.files["samples.png"]))
-    if len(job.test.event_shape) == 1 and job.test.event_shape[0] == 2:
-        png = density_figure(job.densities, job.reference)
-        if png is not None:
-            images.append(("Densities of the models with a cheap exact log p", png))
-    if "fd_vs_guidance.png" in result.files:
-        sweep = result.files["fd_vs_guidance.png"]
-        images.append(("FD features and class accuracy vs guidance", sweep))
-    png = training_curves_figure(job.histories)
-    if png is not None:
-        images.append(("Training loss of the neural models", png))
-    images = [(t, p.read_bytes() if isinstance(p, Path) else p) for t, p in images]
-    return render_report(result, images, command=command, environment=environment(device))
-
-
-def _command() -> str:
-    argv = sys.argv
-    if argv and Path(argv[0]).name in ("probpath", "__main__.py"):
-        return shlex.join(["probpath", *argv[1:]])
-    return shlex.join(argv) + "  (run_compare called from Python)"
-
-
 def _cheap_density(model, space: DataSpace) -> bool:
     """Whether a density plot is cheap: exact, unconditional, one pass (no ODE), 2-D data."""
     caps = model.capabilities
@@ -507,51 +424,4 @@ def _noise_floor(job: _Job, space: DataSpace) -> dict[str, float] | None:
         extractor=job.extractor, sample_labels=job.train.y[:n] if per_class else None,
         reference_labels=job.test.y,
     )  # fmt: skip
-    return _finite_or_none(scores)
-
-
-def samples_grid(
-    models_samples: dict[str, torch.Tensor],
-    data: torch.Tensor,
-    path: str | Path,
-    *,
-    value_range: tuple[float, float] | None = None,
-    panel_size: float = 2.6,
-) -> Path:
-    """The held-out data and each model's samples as a grid of panels, saved to ``path``.
-
-    All panels share one view: the data's axis limits for 2-D data, the data's value range
-    for images, the data's first two principal axes for other vectors.
-
-    Args:
-        models_samples: ``{name: (n, *event_shape) samples}`` in the data's space.
-        data: ``(m, *event_shape)`` reference data.
-        path: output image file (written atomically).
-        value_range: pixel range of image data.
-        panel_size: inches per panel.
-    """
-    from matplotlib.figure import Figure
-
-    from probpath.plotting import plot_samples, save_figure
-
-    shape = tuple(data.shape[1:])
-    flat = data.reshape(len(data), -1).double()
-    lim = projection = None
-    if flat.shape[1] == 2 and len(shape) == 1:
-        low, high = float(flat.min()), float(flat.max())
-        pad = 0.1 * (high - low) + 1e-3
-        lim = (low - pad, high + pad)
-    elif flat.shape[1] > 2 and len(shape) != 3:
-        mean = flat.mean(0)
-        _, _, vt = torch.linalg.svd(flat - mean, full_matrices=False)
-        projection = (mean.numpy(), vt[:2].T.numpy())
-    panels = {"held-out data": data, **models_samples}
-    ncols = min(len(panels), 6)
-    nrows = math.ceil(len(panels) / ncols)
-    fig = Figure(figsize=(panel_size * ncols, panel_size * nrows), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False).reshape(-1)
-    for ax, (title, x) in zip(axes, panels.items()):
-        plot_samples(ax, x, shape, title, lim=lim, value_range=value_range, projection=projection)
-    for ax in axes[len(panels) :]:
-        ax.set_axis_off()
-    return save_figure(fig, path)
+    return json_safe(scores)

@@ -17,6 +17,7 @@ import torch
 from probpath.compare.fitting import model_device_dtype
 from probpath.compare.space import DataSpace
 from probpath.core.model import draw
+from probpath.runs import load_run
 
 __all__ = ["RunModel", "default_sample_options", "is_path_model", "load_run_model", "model_range"]
 
@@ -107,7 +108,5 @@ def load_run_model(
 ) -> RunModel:
     """Load a ``probpath fit`` run directory as a :class:`RunModel` (what ``probpath.load``
     returns for a directory with ``run.json``)."""
-    from probpath.cli.rundir import load_run
-
     model, record = load_run(directory, device=device, weights="auto", max_params=max_params)
     return RunModel(model, record.space, record)

@@ -255,6 +255,9 @@ class Model(ConfigMixin, nn.Module):
     """
 
     capabilities: ClassVar[Capabilities]
+    #: Network evaluations per sample of the default (or last) ``sample`` call; ``None``
+    #: until known. Samplers set it; a property where it is fixed (VAE, flows).
+    sampling_nfe: int | None = None
 
     def optimizer_groups(self) -> dict[str, OptimizerGroup]:
         """One optimizer over all trainable parameters (override for GANs)."""

@@ -15,7 +15,7 @@ import torch
 from probpath.core.validation import check_tensor
 from probpath.data.dataset import Dataset
 
-__all__ = ["as_training_data"]
+__all__ = ["as_training_data", "bin_width", "dequantize_batch"]
 
 
 def as_training_data(data) -> Dataset:
@@ -75,3 +75,28 @@ def _concatenate(items: list, *, batched: bool) -> Dataset:
         return Dataset(x=x)
     y = y.long().reshape(len(x))
     return Dataset(x=x, y=y, num_classes=int(y.max()) + 1)
+
+
+def bin_width(data: Dataset, sample: torch.Tensor) -> float:
+    """Width of one quantisation bin of discrete data, after checking the data is on the grid.
+
+    The grid check is H1's ``probpath.metrics.dequantize`` (run once, on a slice); the noise
+    added at each step follows the same convention: ``x + width * (u - 1/2)``,
+    ``u ~ U[0, 1)``, uniform on the bin centred on each level.
+    """
+    if data.value_range is None or data.n_levels is None or data.n_levels < 2:
+        raise ValueError(
+            "the data set is marked discrete but has no value_range / n_levels, which "
+            "dequantisation needs; set them on the Dataset or pass dequantize=False"
+        )
+    from probpath.metrics import dequantize
+
+    dequantize(sample[:1024], data.n_levels, data.value_range, torch.Generator(sample.device))
+    low, high = data.value_range
+    return (float(high) - float(low)) / (data.n_levels - 1)
+
+
+def dequantize_batch(x: torch.Tensor, width: float, generator: torch.Generator) -> torch.Tensor:
+    """``x + width * (u - 1/2)``, ``u ~ U[0, 1)``: fresh uniform noise on each level's bin."""
+    u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return x + width * (u - 0.5)

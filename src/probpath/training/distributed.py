@@ -20,6 +20,8 @@ import torch.distributed as dist
 from torch import nn
 
 __all__ = [
+    "agree_on_signal",
+    "amp_dtype",
     "DistInfo",
     "setup_distributed",
     "resolve_device",
@@ -195,3 +197,39 @@ def barrier(info: DistInfo) -> None:
     """Wait for every rank (no-op without a group)."""
     if info.enabled:
         dist.barrier()
+
+
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``TrainConfig.amp`` on ``device`` (``None``: full precision)."""
+    if amp == "off":
+        return None
+    if device.type != "cuda":
+        if amp == "auto":
+            return None
+        raise ValueError(
+            f"amp={amp!r} needs a CUDA device (mixed precision runs on GPUs only); use "
+            "amp='off' or amp='auto' on the CPU"
+        )
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+_SIGNAL_NAMES = ("SIGINT", "SIGTERM")
+
+
+def agree_on_signal(name: str | None, info: DistInfo, device: torch.device) -> str | None:
+    """The signal any rank has received (``None``: none), the same on every rank.
+
+    Under torchrun a Ctrl-C or ``kill`` may reach one rank, or all at different steps; the
+    ranks stop together only if they decide on the same step: each calls this after every
+    step (one all-reduce of one integer, MAX: SIGTERM wins over SIGINT). One process:
+    ``name`` as it is.
+    """
+    if not info.enabled:
+        return name
+    code = 0 if name is None else 1 + _SIGNAL_NAMES.index(name)
+    t = torch.tensor([code], dtype=torch.int64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    value = int(t.item())
+    return None if value == 0 else _SIGNAL_NAMES[value - 1]

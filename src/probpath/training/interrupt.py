@@ -4,8 +4,10 @@ resumable checkpoint, and say how to continue.
 The first signal sets a flag that the training loop reads after each step: it writes a
 checkpoint (the same commit as a periodic one, so resuming is bit-exact) and raises
 :class:`TrainingInterrupted`, a ``KeyboardInterrupt`` that names the checkpoint. A second
-signal while that happens interrupts at once (the last committed checkpoint stays valid:
-checkpoint writes are atomic).
+signal while that happens (more than a second later) interrupts at once (the last committed
+checkpoint stays valid: checkpoint writes are atomic). Under ``torchrun`` every rank catches
+the signals and the ranks agree after each step (``distributed.agree_on_signal``): rank 0
+writes the checkpoint and every rank stops.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import shlex
 import signal
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +30,9 @@ __all__ = [
 ]
 
 _SIGNALS = ("SIGINT", "SIGTERM")
+#: A second signal this soon after the first is a copy (Ctrl-C under torchrun reaches a worker
+#: from the terminal and again from the agent), not a request to stop at once.
+_ECHO_SECONDS = 1.0
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -50,9 +56,11 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 @dataclass
 class SignalFlag:
-    """Set by the handler: the name of the first signal received (``None``: none yet)."""
+    """Set by the handler: the name of the first signal received (``None``: none yet) and
+    when (``time.monotonic()``)."""
 
     name: str | None = None
+    at: float = 0.0
 
 
 @contextmanager
@@ -68,9 +76,11 @@ def catch_signals(enabled: bool = True) -> Iterator[SignalFlag]:
         return
 
     def handle(signum, frame):
-        if flag.name is not None:  # the second one: stop now
-            raise KeyboardInterrupt
-        flag.name = signal.Signals(signum).name
+        if flag.name is not None:  # a second one: stop now, unless it is a forwarded copy
+            if time.monotonic() - flag.at > _ECHO_SECONDS:
+                raise KeyboardInterrupt
+            return
+        flag.name, flag.at = signal.Signals(signum).name, time.monotonic()
 
     previous = {}
     for name in _SIGNALS:

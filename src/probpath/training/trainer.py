@@ -14,23 +14,20 @@ import json
 import math
 import time
 import warnings
-from dataclasses import asdict
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from probpath.core.model import Estimator, Model, is_conditional
-from probpath.core.serialization import CheckpointError, atomic_write_bytes, atomic_write_json
 from probpath.data.dataset import Dataset
 from probpath.training import checkpoint as ckpt
 from probpath.training.config import TrainConfig, TrainingError, TrainResult
-from probpath.training.data import as_training_data
+from probpath.training.data import as_training_data, bin_width, dequantize_batch
 from probpath.training.distributed import (
-    all_gather_tensors,
+    agree_on_signal,
     all_reduce_mean_,
-    barrier,
+    amp_dtype,
     broadcast_module_,
     global_mean,
     is_main_process,
@@ -40,79 +37,20 @@ from probpath.training.distributed import (
 from probpath.training.ema import EMA
 from probpath.training.interrupt import TrainingInterrupted, catch_signals
 from probpath.training.progress import Progress
-from probpath.training.reporting import save_sample_plot
+from probpath.training.reporting import plot_run_samples
+from probpath.training.run_files import (
+    METRICS_FILE,
+    add_train_config,
+    check_out_dir,
+    prepare_run_dir,
+    restore_state,
+    save_state,
+)
 from probpath.training.sampler import EpochSampler, derive_seed
 from probpath.training.schedule import lr_factor
-from probpath.training.seeding import environment, mark_pretrained, seed_everything, seeded_init
+from probpath.training.seeding import mark_pretrained, seed_everything, seeded_init
 
 __all__ = ["TrainConfig", "TrainResult", "Trainer", "TrainingError"]
-
-METRICS_FILE = "metrics.jsonl"
-
-
-def _normalize(value: Any) -> Any:
-    """JSON view of a config value (tuples -> lists, enums -> values)."""
-    if isinstance(value, Enum):
-        return _normalize(value.value)
-    if isinstance(value, tuple | list):
-        return [_normalize(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _normalize(v) for k, v in value.items()}
-    return value
-
-
-def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    if amp == "off":
-        return None
-    if device.type != "cuda":
-        if amp == "auto":
-            return None
-        raise ValueError(
-            f"amp={amp!r} needs a CUDA device (mixed precision runs on GPUs only); use "
-            "amp='off' or amp='auto' on the CPU"
-        )
-    if amp == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    return torch.bfloat16 if amp == "bf16" else torch.float16
-
-
-def _bin_width(data: Dataset, sample: torch.Tensor) -> float:
-    """Width of one quantisation bin of discrete data, after checking the data is on the grid.
-
-    The grid check is H1's ``probpath.metrics.dequantize`` (run once, on a slice); the noise
-    added at each step follows the same convention: ``x + width * (u - 1/2)``,
-    ``u ~ U[0, 1)``, uniform on the bin centred on each level.
-    """
-    if data.value_range is None or data.n_levels is None or data.n_levels < 2:
-        raise ValueError(
-            "the data set is marked discrete but has no value_range / n_levels, which "
-            "dequantisation needs; set them on the Dataset or pass dequantize=False"
-        )
-    from probpath.metrics import dequantize
-
-    dequantize(sample[:1024], data.n_levels, data.value_range, torch.Generator(sample.device))
-    low, high = data.value_range
-    return (float(high) - float(low)) / (data.n_levels - 1)
-
-
-def _dequantize(x: torch.Tensor, width: float, generator: torch.Generator) -> torch.Tensor:
-    u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    return x + width * (u - 0.5)
-
-
-def _read_history(path: Path, up_to: int) -> list[dict]:
-    """Records of ``metrics.jsonl`` with ``step <= up_to`` (a torn last line is dropped)."""
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict) and isinstance(rec.get("step"), int) and rec["step"] <= up_to:
-            out.append(rec)
-    return out
 
 
 class Trainer:
@@ -173,7 +111,7 @@ class Trainer:
                 neither ``resume`` nor ``config.overwrite`` says what to do with it.
         """
         data = as_training_data(dataset)
-        _check_out_dir(self.config, resume)
+        check_out_dir(self.config, resume)
         if isinstance(model, Estimator):
             return self._fit_estimator(model, data)
         if not isinstance(model, Model):
@@ -187,7 +125,7 @@ class Trainer:
         x = data.x
         if cfg.dequantize and data.discrete:
             g = torch.Generator(device=x.device).manual_seed(derive_seed(cfg.seed, 0xDE0))
-            x = _dequantize(x, _bin_width(data, x), g)
+            x = dequantize_batch(x, bin_width(data, x), g)
         seed_everything(derive_seed(cfg.seed, 0))
         start = time.perf_counter()
         model.fit(x)
@@ -197,29 +135,8 @@ class Trainer:
             run_dir = Path(cfg.out_dir)
             if is_main_process():  # every torchrun rank fits the same estimator; one writes
                 model.save(run_dir)
-                _add_train_config(run_dir, cfg)
+                add_train_config(run_dir, cfg)
         return TrainResult(model, None, [], 0, seconds, run_dir)
-
-
-def _check_out_dir(cfg: TrainConfig, resume) -> None:
-    """Refuse to write a fresh run over a finished or checkpointed one (the CLI's rule)."""
-    if cfg.out_dir is None or resume is not None or cfg.overwrite:
-        return
-    out = Path(cfg.out_dir)
-    if (out / "model.safetensors").is_file() or ckpt.has_checkpoint(out):
-        raise FileExistsError(
-            f"{out} already holds a run; continue it with fit(..., resume={str(out)!r}), "
-            "or pass TrainConfig(overwrite=True) to replace it, or choose another out_dir"
-        )
-
-
-def _add_train_config(run_dir: Path, cfg: TrainConfig, device=None) -> None:
-    """Add the TrainConfig (``"train"``) and the :func:`environment` (``"environment"``) to the
-    ``config.json`` that ``model.save`` wrote."""
-    meta = json.loads((run_dir / "config.json").read_text())
-    meta["train"] = _normalize(asdict(cfg))
-    meta["environment"] = environment(device if device is not None else cfg.device)
-    atomic_write_json(run_dir / "config.json", meta)
 
 
 class _Run:
@@ -229,7 +146,7 @@ class _Run:
         self.cfg = cfg
         self.model = model
         self.info, self.device = setup_distributed(cfg.device)
-        self.amp_dtype = _amp_dtype(cfg.amp, self.device)
+        self.amp_dtype = amp_dtype(cfg.amp, self.device)
         self.run_dir = Path(cfg.out_dir) if cfg.out_dir else (Path(resume) if resume else None)
         self.write = self.run_dir is not None and self.info.is_main
         self.last_ckpt: Path | None = None
@@ -252,7 +169,7 @@ class _Run:
         self.event_shape = tuple(data.x.shape[1:])
         self.bin_width = None
         if cfg.dequantize and data.discrete:
-            self.bin_width = _bin_width(data, self.x)
+            self.bin_width = bin_width(data, self.x)
 
         if resume is None:
             seeded_init(model, cfg.seed, cfg.init)
@@ -298,130 +215,11 @@ class _Run:
         self.history: list[dict] = []
         self.acc: dict[str, Any] = {"count": 0, "sums": {}}
         if resume is not None:
-            self._restore(Path(resume))
+            restore_state(self, Path(resume))
         elif self.write:
             ckpt.clear_checkpoint(self.run_dir)
         if self.write:
-            self._prepare_run_dir(fresh=resume is None)
-
-    # --- run directory ---------------------------------------------------------------------
-
-    def _prepare_run_dir(self, fresh: bool) -> None:
-        run_dir = self.run_dir
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if fresh:
-            self.model.save(run_dir)  # config.json exactly as model.save writes it
-        else:
-            self.model._write_config(run_dir)
-        _add_train_config(run_dir, self.cfg, self.device)
-        lines = "".join(json.dumps(r, allow_nan=False) + "\n" for r in self.history)
-        atomic_write_bytes(run_dir / METRICS_FILE, lines.encode())
-
-    def _model_record(self) -> dict:
-        return {"class": type(self.model).__name__, "config": _normalize(self.model.config)}
-
-    def _schedule_record(self) -> dict:
-        """The learning-rate schedules (a pure function of the step; stored to be checked)."""
-        return {
-            "kind": self.cfg.lr_schedule,
-            "warmup_steps": self.cfg.warmup_steps,
-            "total_steps": self.cfg.steps,
-            "base_lr": dict(self.base_lr),
-            "last_lr": {n: o.param_groups[0]["lr"] for n, o in self.optimizers.items()},
-        }
-
-    def _save(self) -> None:
-        """Write a checkpoint (collective under DDP: every rank's RNG state is gathered)."""
-        rng = ckpt.rng_state_tensors(self.data_gen, self.device)
-        gathered = all_gather_tensors(rng, self.info, self.device)
-        if self.write:
-            state: dict[str, torch.Tensor] = {}
-            optim_meta = {}
-            for name, opt in self.optimizers.items():
-                tensors, meta = ckpt.flatten_optimizer_state(opt.state_dict(), f"optim.{name}")
-                state.update(tensors)
-                optim_meta[name] = meta
-            for r, tensors in enumerate(gathered):
-                state.update({f"rng.rank{r}.{k}": v for k, v in tensors.items()})
-            meta = {
-                "step": self.step,
-                "seconds": self._seconds(),
-                "sampler": self.sampler.state_dict(),
-                "world_size": self.info.world_size,
-                "optimizers": optim_meta,
-                "schedule": self._schedule_record(),
-                "scalers": {n: _normalize(s.state_dict()) for n, s in self.scalers.items()},
-                "accumulator": self.acc,
-                "model": self._model_record(),
-                "train": _normalize(asdict(self.cfg)),
-            }
-            ema = self.ema.state_dict() if self.ema is not None else None
-            ckpt.save_checkpoint(
-                self.run_dir, model=self.model.state_dict(), ema=ema, state=state, meta=meta
-            )
-            self.last_ckpt = self.run_dir
-        barrier(self.info)
-        self.saved_step = self.step
-
-    def _restore(self, resume: Path) -> None:
-        ck = ckpt.load_checkpoint(resume, device=self.device)
-        meta = ck.meta
-        record = meta.get("model", {})
-        if record != self._model_record():
-            raise CheckpointError(
-                f"{resume} was trained with {record.get('class')}({record.get('config')}), not "
-                f"{type(self.model).__name__}({_normalize(self.model.config)}); build the model "
-                "with the saved configuration (see its config.json)"
-            )
-        self.model.load_weights(ck.model, str(resume / ckpt.MODEL_FILE))
-        if self.ema is not None:
-            if ck.ema is None:
-                raise CheckpointError(f"{resume} has no EMA weights; resume with ema_decay=None")
-            self.ema.model.load_weights(ck.ema, str(resume / ckpt.EMA_FILE))
-        try:
-            for name, opt in self.optimizers.items():
-                sd = ckpt.unflatten_optimizer_state(
-                    ck.state, meta["optimizers"][name], f"optim.{name}"
-                )
-                opt.load_state_dict(sd)
-            for name, scaler in self.scalers.items():
-                saved = meta["scalers"].get(name) or {}
-                if scaler.is_enabled() and saved:
-                    scaler.load_state_dict(saved)
-            self.step = int(meta["step"])
-            self.seconds_before = float(meta["seconds"])
-            self.sampler.epoch = int(meta["sampler"]["epoch"])
-            self.sampler.position = int(meta["sampler"]["position"])
-            self.acc = {"count": int(meta["accumulator"]["count"]),
-                        "sums": dict(meta["accumulator"]["sums"])}  # fmt: skip
-            saved_world = int(meta["world_size"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"{resume / ckpt.STATE_JSON} is malformed ({exc})") from None
-        if saved_world == self.info.world_size:
-            prefix = f"rng.rank{self.info.rank}."
-            rng = {k[len(prefix) :]: v for k, v in ck.state.items() if k.startswith(prefix)}
-            ckpt.restore_rng_state(rng, self.data_gen, self.device)
-        else:
-            warnings.warn(
-                f"the checkpoint was written by {saved_world} processes and is resumed by "
-                f"{self.info.world_size}: random streams are re-seeded, so the run is not "
-                "bit-identical to an uninterrupted one",
-                stacklevel=4,
-            )
-            seed_everything(derive_seed(self.cfg.seed, self.info.rank, self.step))
-        saved = dict(meta.get("schedule") or {})
-        saved.pop("last_lr", None)
-        now = self._schedule_record()
-        now.pop("last_lr")
-        if saved and saved != now:
-            warnings.warn(
-                f"the learning-rate schedule differs from the checkpoint's ({saved} -> {now}); "
-                "the resumed run follows the new configuration",
-                stacklevel=4,
-            )
-        self.history = _read_history(resume / METRICS_FILE, self.step)
-        self.last_ckpt = resume
-        self.saved_step = self.step
+            prepare_run_dir(self, fresh=resume is None)
 
     # --- the loop --------------------------------------------------------------------------
 
@@ -479,7 +277,7 @@ class _Run:
         xb = self.x[index]
         cond = self.y[index] if self.y is not None else None
         if self.bin_width is not None:
-            xb = _dequantize(xb, self.bin_width, self.data_gen)
+            xb = dequantize_batch(xb, self.bin_width, self.data_gen)
         for name, opt in self.optimizers.items():
             lr = self.base_lr[name] * lr_factor(
                 self.step,
@@ -536,29 +334,6 @@ class _Run:
                 f.write(json.dumps(rec, allow_nan=False) + "\n")
         return rec
 
-    def _plot(self) -> None:
-        if not self.write:
-            return
-        model = self.ema.model if self.ema is not None else self.model
-        was_training = model.training
-        model.eval()
-        n = self.cfg.n_plot_samples
-        gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed)
-        cond = None
-        if self.conditional:
-            k = max(1, int(self.data.num_classes or int(self.y.max()) + 1))
-            cond = torch.arange(n, device=self.device) % k
-        devices = [self.device] if self.device.type == "cuda" else []
-        try:
-            with torch.random.fork_rng(devices=devices), torch.no_grad():
-                samples = model.sample(n, cond=cond, generator=gen)
-            path = self.run_dir / "samples" / f"step_{self.step:06d}.png"
-            save_sample_plot(samples.detach().float().cpu(), self.event_shape, path, self.step)
-        except Exception as exc:  # a plot must never kill a training run
-            warnings.warn(f"sample plot at step {self.step} failed: {exc!r}", stacklevel=2)
-        finally:
-            model.train(was_training)
-
     def _stop(self) -> bool:
         cfg = self.cfg
         if cfg.steps is not None and self.step >= cfg.steps:
@@ -576,8 +351,9 @@ class _Run:
         mode = cfg.progress if self.info.is_main else "off"
         bar = Progress(cfg.steps, cfg.progress_label, mode=mode, initial=self.step)
         last_save = time.perf_counter()
-        # Signals are caught only by a single process that writes (DDP ranks must agree).
-        catch = self.run_dir is not None and not self.info.enabled
+        # Signals are caught by a run that writes; under DDP the ranks agree on the step
+        # (agree_on_signal), all save collectively (rank 0 writes) and all stop.
+        catch = self.run_dir is not None
         try:
             with catch_signals(catch) as flag:
                 while not self._stop():
@@ -597,9 +373,10 @@ class _Run:
                         self._save_if_writing()
                         last_save = time.perf_counter()
                     if cfg.sample_every is not None and self.step % cfg.sample_every == 0:
-                        self._plot()
-                    if flag.name is not None:
-                        self._interrupted(flag.name)
+                        plot_run_samples(self)
+                    name = agree_on_signal(flag.name, self.info, self.device) if catch else None
+                    if name is not None:
+                        self._interrupted(name)
             self._log()
             if self.saved_step != self.step:
                 self._save_if_writing()
@@ -617,7 +394,7 @@ class _Run:
     def _interrupted(self, signal_name: str) -> None:
         """Checkpoint the current step and stop with :class:`TrainingInterrupted`."""
         if self.saved_step != self.step:
-            self._save()
+            save_state(self)
         raise TrainingInterrupted(
             f"training interrupted by {signal_name} after step {self.step}; the checkpoint in "
             f"{self.run_dir} continues it exactly: Trainer(config).fit(model, data, "
@@ -629,4 +406,4 @@ class _Run:
 
     def _save_if_writing(self) -> None:
         if self.run_dir is not None:
-            self._save()
+            save_state(self)
