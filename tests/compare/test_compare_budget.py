@@ -4,6 +4,8 @@ CPU, and an NLL plan for every model with a density."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -22,9 +24,23 @@ def _short_classifier(monkeypatch):
 
 
 def _digits(n: int = 120) -> Dataset:
-    """``n`` of the embedded 8 x 8 digits (levels 0..16, ten classes): labelled images."""
-    d = load_digits()
-    return d.subset(torch.arange(n))
+    """``n`` of the embedded 8 x 8 digits (levels 0..16, ten classes) under another name:
+    labelled user images, for which compare trains its own classifier (digits itself gets the
+    shipped one, see the last test)."""
+    d = load_digits().subset(torch.arange(n))
+    return dataclasses.replace(d, name="user-images")
+
+
+def test_digits_get_the_shipped_classifier_never_retrained(tmp_path):
+    """On digits the feature space is the protocol's fixed one: the shipped extractor,
+    whatever the seed or budget, and nothing is written to the cache."""
+    from probpath.metrics import digits_extractor
+
+    train = load_digits().subset(torch.arange(120))
+    space = DataSpace.for_entry(train)
+    got = feature_classifier(train, space, 3, time_budget=1e-6, cache_dir=tmp_path)
+    assert got.shipped and got.extractor is digits_extractor()
+    assert not list(tmp_path.iterdir())
 
 
 def test_feature_classifier_is_cached_per_data_set(tmp_path):
