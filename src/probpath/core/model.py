@@ -255,6 +255,10 @@ class Model(ConfigMixin, nn.Module):
     """
 
     capabilities: ClassVar[Capabilities]
+    #: Share of the Trainer's budget used before the current step (``step / steps`` or seconds
+    #: / ``time_budget``, the larger when both bound training), set by the Trainer before each
+    #: step; ``None`` outside a Trainer. Models trained in stages (latent diffusion) read it.
+    budget_used: float | None = None
 
     def optimizer_groups(self) -> dict[str, OptimizerGroup]:
         """One optimizer over all trainable parameters (override for GANs)."""
