@@ -49,6 +49,7 @@ __all__ = [
     "FORMAT_VERSION",
     "is_conditional",
     "check_labels",
+    "num_parameters",
 ]
 
 FORMAT_VERSION = 1
@@ -443,3 +444,25 @@ def draw(
     if isinstance(model, Estimator):
         return model.generate(n, cond=cond, generator=generator)
     return model.sample(n, cond=cond, generator=generator, **options)
+
+
+def num_parameters(model: Any, trainable_only: bool = False) -> int:
+    """Number of learned values of any model (the tables' "Params" column).
+
+    A network (``torch.nn.Module``): the elements of its parameters (only those with
+    ``requires_grad`` when ``trainable_only``); an :class:`Estimator`: the elements of its
+    fitted arrays (``mean_``, ``covariances_``, ...; 0 before ``fit``).
+
+    >>> num_parameters(torch.nn.Linear(3, 2))
+    8
+    """
+    if isinstance(model, nn.Module):
+        return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+    if isinstance(model, Estimator):
+        sizes = [
+            v.numel() if isinstance(v, torch.Tensor) else v.size
+            for v in model.fitted_state().values()
+            if isinstance(v, torch.Tensor | np.ndarray)
+        ]
+        return int(sum(sizes))
+    raise TypeError(f"num_parameters takes a network or an Estimator, got {type(model).__name__}")
