@@ -3,7 +3,7 @@
 The exact pieces use a *linear-Gaussian* latent model whose ``log p(x)`` is closed form:
 
 * the scaled latent ``z' = s z`` has the prior ``N(m, diag(S))``, realised by replacing the
-  path model's network with the oracle's exact field (``paths/oracle.py``), so the path
+  path model's field with the oracle (an exact field) (``paths/oracle.py``), so the path
   model's ODE log-density is ``log N(z'; m, diag S)`` up to the solver's error;
 * the decoder is linear with fixed noise: ``x | z ~ N(W z + c, sigma^2 I)``;
 
@@ -19,12 +19,10 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 import probpath
 from probpath.core.model import is_conditional
 from probpath.latent import LatentDiffusion, LatentFlowMatching
-from probpath.paths.field import PathField
 from probpath.paths.oracle import GaussianMixtureOracle
 from probpath.training import TrainConfig, Trainer, load_checkpoint
 
@@ -36,18 +34,6 @@ M = torch.tensor([0.7, -0.4], dtype=DT)  # prior mean of z' = s z
 S = torch.tensor([0.6, 1.5], dtype=DT)  # prior variances of z'
 W = torch.tensor([[1.2, 0.0], [0.0, -0.8], [0.0, 0.0]], dtype=DT)  # orthogonal columns
 C = torch.tensor([0.1, 0.2, -0.3], dtype=DT)
-
-
-class OracleNet(nn.Module):
-    """The exact prediction of the Gaussian prior (plus a dummy parameter for the optimizer)."""
-
-    def __init__(self, oracle, prediction):
-        super().__init__()
-        self.oracle, self.prediction = oracle, prediction
-        self.dummy = nn.Parameter(torch.zeros((), dtype=DT))
-
-    def forward(self, x, t, cond=None):
-        return self.oracle.predict(x, t, as_=self.prediction) + 0 * self.dummy
 
 
 def posterior_precision() -> torch.Tensor:
@@ -64,9 +50,7 @@ def linear_gaussian_model(encoder_shift: float = 0.0, encoder_log_var_shift: flo
         prior_options={"network": {"hidden": [4]}},
     ).to(DT)
     oracle = GaussianMixtureOracle([1.0], M[None], S[None], model.prior.path)
-    prior = model.prior
-    prior.network = OracleNet(oracle, prior.field.prediction)
-    prior.field = PathField(prior.network, prior.path, prior.field.prediction)
+    model.prior.field = oracle  # the oracle is a Field on the prior's path: its exact flow
     p = posterior_precision()
     enc = model.autoencoder.encoder[1][0]  # Linear(D, 2d): [mu, log_var]
     dec = model.autoencoder.decoder[0][0]  # Linear(d, D)
