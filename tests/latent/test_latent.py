@@ -305,6 +305,7 @@ def test_shapes_and_terms():
     assert z.shape == mu.shape == log_var.shape == (5, 2)
     assert model.decode(z).shape == (5, 1, 8, 8)
     assert model.loss(x).shape == (5,)
+    assert float(model.scale) == 1.0  # evaluating the loss (eval mode) leaves the scale alone
     assert model.sample(3).shape == (3, 1, 8, 8) and model.sampling_nfe == 2
 
 

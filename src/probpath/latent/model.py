@@ -208,10 +208,11 @@ class LatentModel(Model):
     @torch.no_grad()
     def _training_latents(self, x: torch.Tensor) -> torch.Tensor:
         """Scaled latents ``s z``, ``z ~ q(z|x)``, of a training batch (no gradient). In
-        stage 0 the scale is first re-estimated on this batch: ``s = 1 / std(z)`` over all
-        its entries (LDM's estimate), so at the switch it is the last autoencoder's."""
+        stage 0, in training mode, the scale is first re-estimated on this batch: ``s = 1 /
+        std(z)`` over all its entries (LDM's estimate), so at the switch it is the last
+        autoencoder's."""
         z, _, _ = self.encode(x)
-        if int(self.stage) == 0 and len(z) * z.shape[1] > 1:
+        if int(self.stage) == 0 and self.training and z.numel() > 1:
             self.scale.fill_(1.0 / z.std().clamp_min(1e-8))
         return z * self.scale
 
