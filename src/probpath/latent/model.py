@@ -108,7 +108,11 @@ class LatentModel(Model):
         prior_options: the path model's options (``prediction``, ``network``, ``sampler``,
             ``steps``, ``likelihood_steps``, ...).
         autoencoder_share: share of the Trainer's budget spent in the autoencoder stage,
-            in ``(0, 1)``.
+            in ``(0, 1)``. The default 0.6 and ``kl_weight = 0.1`` were chosen on digits
+            (seed 1, 90 s of training on a shared CPU) among shares 0.3 / 0.6 and KL weights
+            0.1 / 0.01 / 0.001 (held-out MMD² 0.081 / 0.053 and 0.081 / 0.083 / 0.45): an
+            autoencoder step costs several path-model steps, and a short autoencoder stage
+            leaves the latents uninformative.
         warm_prior: also train the path model during the autoencoder stage (on the moving
             latents).
 
@@ -134,7 +138,7 @@ class LatentModel(Model):
         autoencoder: dict[str, Any] | None = None,
         prior: str | None = None,
         prior_options: dict[str, Any] | None = None,
-        autoencoder_share: float = 0.3,
+        autoencoder_share: float = 0.6,
         warm_prior: bool = True,
     ):
         super().__init__()
