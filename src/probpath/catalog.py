@@ -452,6 +452,36 @@ def _entries() -> list[CatalogEntry]:
             data="vector",
         ),
     ]
+    # --- latent models (Rombach et al. 2022; issue 16): a KL-regularised conv autoencoder,
+    # then a path model on its scaled latents; NLL = a bound (reconstruction + latent ODE
+    # log-density + log-scale + encoder entropy). --set latent_dim=D, autoencoder_share=S ---
+    from probpath.latent import LatentDiffusion, LatentFlowMatching
+
+    latent_quick = {"autoencoder": {"channels": [16, 32]}}
+    latent_test = {"latent_dim": 2, "autoencoder": {"channels": [4, 8]}}
+    ldm_prior = {"prediction": "v", "sampler": "dpmpp_2m", "steps": 20}
+    entries += [
+        CatalogEntry(
+            "ldm",
+            LatentDiffusion,
+            "latent diffusion: conv KL-autoencoder, then DDPM-v on its latents; DPM++ 2M 20",
+            kwargs={"prior_options": ldm_prior},
+            quick_kwargs={**latent_quick, "prior_options": {**ldm_prior, **mlp_quick}},
+            test_kwargs={
+                **latent_test,
+                "prior_options": {**ldm_prior, **mlp_test, "num_steps": 100},
+            },
+            data="image",
+        ),
+        CatalogEntry(
+            "latent-cfm",
+            LatentFlowMatching,
+            "latent flow matching: conv KL-autoencoder, then CFM on its latents; Heun 10",
+            quick_kwargs={**latent_quick, "prior_options": mlp_quick},
+            test_kwargs={**latent_test, "prior_options": mlp_test},
+            data="image",
+        ),
+    ]
     # --- few-step maps (§3.3; issue 14): 1-4 NFE; `teacher=RUN_DIR` distils a trained model,
     # without one the distillation entries train their own flow-matching teacher jointly ---
     from probpath.maps import (

@@ -62,6 +62,8 @@ def live_text() -> str:
         "Restoration (path models): probpath restore RUN --task inpaint|superres|deblur|denoise "
         "--method ddnm|pigdm|dps\n"
     )
+    out.write("\nImage networks of the path models (--set network=dit), 1-channel images:\n")
+    out.write(_networks_text())
     out.write("\nData sets (--data NAME, or a path to .npy/.npz/.csv/IDX/image folder):\n")
     out.write(_datasets_text())
     out.write("\nMetrics (evaluate --metrics NAME; compare's columns; ↑ / ↓ = better):\n")
@@ -88,6 +90,20 @@ def _samplers_text() -> str:
     except ImportError:
         return "  (not available in this build)\n"
     return "".join(f"  {name:<18} {spec.summary}\n" for name, spec in SAMPLER_SPECS.items())
+
+
+def _networks_text() -> str:
+    """Parameter counts of the default image networks (``num_parameters``; the positional
+    tables are buffers, so the count does not depend on the image size)."""
+    from probpath.core.model import num_parameters
+    from probpath.sampling.path_model import build_path_network
+
+    unet, dit = (build_path_network((1, 8, 8), 0, options) for options in (None, "dit"))
+    return (
+        f"  {'unet':<18} UNet, the default: {num_parameters(unet):,} parameters\n"
+        f"  {'dit':<18} DiT, adaLN-Zero, patch {dit.patch_size}, depth {len(dit.blocks)}: "
+        f"{num_parameters(dit):,} parameters\n"
+    )
 
 
 def _datasets_text() -> str:

@@ -17,7 +17,7 @@ METRIC_NAMES = (
 
 INFO_TEXT = "\n".join(
     [
-        "Models (41):",
+        "Models (43):",
         "  name               route        §        likelihood data    summary",
         "  gaussian           likelihood   §1.1.1   exact      vector  one Gaussian, closed-form maximum likelihood (full covariance) (§1.1.1)",
         "  gaussian-sm        score        §1.1.1   exact      vector  one Gaussian by Hyvärinen score matching, closed form (= the MLE) (§1.1.1, Eq. 7) [not in compare]",
@@ -53,6 +53,8 @@ INFO_TEXT = "\n".join(
         "  rectified-flow     velocity     §3.3     exact      vector  rectified flow (straight path, Euler); .reflow() straightens it (§3.3) [labels: --conditional]",
         "  edm                score        §2.5     exact      vector  EDM recipe: preconditioned denoiser, lognormal sigma, lambda(sigma), Heun 18 steps",
         "  sit                velocity     §3.3     exact      vector  SiT: velocity on the GVP interpolant; Heun ODE, or .sample_sde with tunable w(t) [labels: --conditional]",
+        "  ldm                score        §1.4     bound      image   latent diffusion: conv KL-autoencoder, then DDPM-v on its latents; DPM++ 2M 20 [labels: --conditional]",
+        "  latent-cfm         velocity     §3.3     bound      image   latent flow matching: conv KL-autoencoder, then CFM on its latents; Heun 10 [labels: --conditional]",
         "  consistency        velocity     §3.3     none       vector  consistency distillation of a flow-matching teacher (Heun step, EMA target); 1 NFE",
         "  consistency-training velocity     §3.3     none       vector  improved consistency training: pseudo-Huber, lognormal noise, curriculum; 1 NFE",
         "  consistency-fm     velocity     §3.3     none       vector  consistency flow matching, 2 segments, velocity consistency (Yang et al.); 2 NFE",
@@ -92,6 +94,10 @@ INFO_TEXT = "\n".join(
         "",
         "Guidance (conditional path models): probpath sample RUN --class C --guidance W (classifier-free, (1 + w) f(x, t, c) - w f(x, t, null); NFE N×2)",
         "Restoration (path models): probpath restore RUN --task inpaint|superres|deblur|denoise --method ddnm|pigdm|dps",
+        "",
+        "Image networks of the path models (--set network=dit), 1-channel images:",
+        "  unet               UNet, the default: 634,273 parameters",
+        "  dit                DiT, adaLN-Zero, patch 2, depth 4: 315,972 parameters",
         "",
         "Data sets (--data NAME, or a path to .npy/.npz/.csv/IDX/image folder):",
         "  moons, circles, 8gaussians, 25gaussians, checkerboard, swissroll, 2spirals, pinwheel, rings, gmm, digits, shapes2d",

@@ -49,6 +49,7 @@ __all__ = [
     "FORMAT_VERSION",
     "is_conditional",
     "check_labels",
+    "num_parameters",
 ]
 
 FORMAT_VERSION = 1
@@ -258,6 +259,10 @@ class Model(ConfigMixin, nn.Module):
     #: Network evaluations per sample of the default (or last) ``sample`` call; ``None``
     #: until known. Samplers set it; a property where it is fixed (VAE, flows).
     sampling_nfe: int | None = None
+    #: Share of the Trainer's budget used before the current step (``step / steps`` or seconds
+    #: / ``time_budget``, the larger when both bound training), set by the Trainer before each
+    #: step; ``None`` outside a Trainer. Models trained in stages (latent diffusion) read it.
+    budget_used: float | None = None
 
     def optimizer_groups(self) -> dict[str, OptimizerGroup]:
         """One optimizer over all trainable parameters (override for GANs)."""
@@ -442,3 +447,25 @@ def draw(
     if isinstance(model, Estimator):
         return model.generate(n, cond=cond, generator=generator)
     return model.sample(n, cond=cond, generator=generator, **options)
+
+
+def num_parameters(model: Any, trainable_only: bool = False) -> int:
+    """Number of learned values of any model (the tables' "Params" column).
+
+    A network (``torch.nn.Module``): the elements of its parameters (only those with
+    ``requires_grad`` when ``trainable_only``); an :class:`Estimator`: the elements of its
+    fitted arrays (``mean_``, ``covariances_``, ...; 0 before ``fit``).
+
+    >>> num_parameters(torch.nn.Linear(3, 2))
+    8
+    """
+    if isinstance(model, nn.Module):
+        return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+    if isinstance(model, Estimator):
+        sizes = [
+            v.numel() if isinstance(v, torch.Tensor) else v.size
+            for v in model.fitted_state().values()
+            if isinstance(v, torch.Tensor | np.ndarray)
+        ]
+        return int(sum(sizes))
+    raise TypeError(f"num_parameters takes a network or an Estimator, got {type(model).__name__}")

@@ -154,7 +154,9 @@ class DiT(nn.Module):
     @property
     def num_parameters(self) -> int:
         """Number of trainable parameters (the tables' "Params" column)."""
-        return sum(q.numel() for q in self.parameters() if q.requires_grad)
+        from probpath.core.model import num_parameters
+
+        return num_parameters(self, trainable_only=True)
 
     def conditioning(self, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         """The vector ``c = time_embed(t) + class_embed(cond)`` ``(batch, D)``."""

@@ -271,6 +271,13 @@ class _Run:
         scaler.update()
         self.model.zero_grad(set_to_none=True)
 
+    def _budget_used(self) -> float | None:
+        """Share of the budget used before this step (``Model.budget_used``)."""
+        shares = [] if self.time_fraction is None else [self.time_fraction]
+        if self.cfg.steps is not None:
+            shares.append(self.step / self.cfg.steps)
+        return max(shares) if shares else None
+
     def _one_step(self) -> None:
         index, self.epoch, self.batch_index = self.sampler.next_batch()
         index = index.to(self.device)
@@ -290,6 +297,7 @@ class _Run:
                 pg["lr"] = lr
         self.step_loss = 0.0
         self.step_metrics: dict[str, float] = {}
+        self.model.budget_used = self._budget_used()
         self.model.zero_grad(set_to_none=True)
         if self.has_train_step:
             with self._autocast():
