@@ -224,9 +224,11 @@ def _solve(
     )
 
 
-def dps(model_or_field, operator: LinearOperator, y, *, zeta: float = 1.0, **options):
+def dps(model_or_field, operator: LinearOperator, y, *, zeta: float = 3.0, **options):
     """Diffusion posterior sampling (Chung et al. 2023, Alg. 1) with step size ``zeta``
-    (``zeta_t = zeta / ||y - A x0_hat||``); other arguments: see :func:`_solve`.
+    (``zeta_t = zeta / ||y - A x0_hat||``; the default 3 was the best of 0.01-10 on the seed-0
+    problems of ``benchmarks/bench_inverse.py --part tune-dps``); other arguments: see
+    :func:`_solve`.
 
     Returns:
         :class:`~probpath.sampling.samplers.SampleOutput` (samples ``(n, *event)``, NFE).
