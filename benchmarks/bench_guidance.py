@@ -100,8 +100,31 @@ def run_exact(dim: int, seed: int, weights) -> None:
         print(f"| {t:.2f} | " + " | ".join(row) + " |")
 
 
+def save_rows(rows: list[torch.Tensor], path: Path, labels: list[str], title: str) -> None:
+    """One row of 8x8 digits (pixels 0..16, ``(k, 64)``) per entry of ``rows``, labelled."""
+    from matplotlib.figure import Figure
+
+    from probpath.plotting import image_grid, save_figure
+
+    k = len(rows[0])
+    tiles = image_grid(torch.cat(rows).reshape(-1, 1, 8, 8), value_range=(0.0, 16.0), ncols=k)
+    fig = Figure(figsize=(0.45 * k + 1.2, 0.45 * len(rows) + 0.4), layout="constrained")
+    ax = fig.subplots()
+    ax.imshow(tiles, cmap="gray_r", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_yticks([4.5 + 9 * i for i in range(len(rows))], labels)
+    ax.set_xticks([])
+    ax.set_title(title, fontsize=9)
+    save_figure(fig, path)
+
+
 def run_digits(
-    train_steps: int, weights, n_per_class: int, seed: int, figure: Path, name: str = "ddpm"
+    train_steps: int,
+    weights,
+    n_per_class: int,
+    seed: int,
+    figure: Path,
+    name: str = "ddpm",
+    grid: tuple[float, Path] | None = None,
 ) -> None:
     from probpath.catalog import build_model
     from probpath.data import Dataset, load_dataset
@@ -145,6 +168,14 @@ def run_digits(
             for c in range(10)
         ]
         rows.append((w, acc, fd, sum(per) / 10))
+        if grid is not None and w == grid[0]:  # one row per class, the first 10 samples
+            per_class = [pix[cond == c][:10] for c in range(10)]
+            save_rows(
+                per_class,
+                grid[1],
+                [str(c) for c in range(10)],
+                f"{name}, class-conditional, guidance w = {w:g} (row = class)",
+            )
         print(
             f"| {w} | {model.sampling_nfe_text} | {acc:.3f} | {fd:.2f} | {sum(per) / 10:.2f} | "
             f"{sec:.0f} |"
@@ -179,14 +210,29 @@ def main() -> None:
     p.add_argument(
         "--figure", default=str(Path(__file__).parent / "figures" / "guidance_digits.png")
     )
+    p.add_argument(
+        "--grid",
+        default=None,
+        help="W:PATH: also save the samples at guidance weight W as a grid, one row per class",
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     weights = [float(w) for w in args.weights.split(",")]
     if args.part in ("exact", "both"):
         run_exact(args.dim, args.seed, weights)
     if args.part in ("digits", "both"):
+        grid = None
+        if args.grid:
+            w_text, path = args.grid.split(":", 1)
+            grid = (float(w_text), Path(path))
         run_digits(
-            args.train_steps, weights, args.n_per_class, args.seed, Path(args.figure), args.model
+            args.train_steps,
+            weights,
+            args.n_per_class,
+            args.seed,
+            Path(args.figure),
+            args.model,
+            grid,
         )
 
 

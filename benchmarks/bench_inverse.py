@@ -136,7 +136,9 @@ def psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
     return float((10 * torch.log10(1.0 / mse)).mean())
 
 
-def run_digits(train_steps: int, n_test: int, steps: int, seed: int, figures=None) -> None:
+def run_digits(
+    train_steps: int, n_test: int, steps: int, seed: int, figures=None, readme_figure=None
+) -> None:
     from probpath.catalog import build_model
     from probpath.data import Dataset, load_dataset
     from probpath.metrics import feature_frechet_distance, fit_feature_extractor, quantize
@@ -186,6 +188,23 @@ def run_digits(train_steps: int, n_test: int, steps: int, seed: int, figures=Non
             print(f"| {name} | {method} | {nfe} | {psnr(pix, truth):.2f} | {fd:.2f} | {sec:.1f} |")
         if figures is not None:  # the true digits, then each method's restorations of them
             samples_figure(shown, truth[:32], figures / f"inverse_digits_{task}.png")
+        if readme_figure is not None and task == "inpaint":
+            from bench_guidance import save_rows
+
+            masked = (truth / 1.0).reshape(n_test, 64).clone()
+            masked[:, ~image_op.mask.reshape(-1)] = float("nan")  # the hole, drawn blank
+            k = 12
+            save_rows(
+                [
+                    truth.reshape(n_test, 64)[:k],
+                    masked[:k],
+                    shown["pseudo-inverse"].reshape(-1, 64)[:k],
+                    shown["pigdm"].reshape(-1, 64)[:k],
+                ],
+                readme_figure,
+                ["truth", "masked", "A^+ y", "ΠGDM"],
+                f"inpainting the bottom half ({steps} steps ΠGDM, DDPM trained {res.steps} steps)",
+            )
 
 
 def main() -> None:
@@ -201,6 +220,7 @@ def main() -> None:
         default=str(Path(__file__).parent / "figures"),
         help="folder for the restoration figures ('' for none)",
     )
+    p.add_argument("--readme-figure", default=None, help="PATH: truth / masked / A^+ y / ΠGDM")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -210,7 +230,8 @@ def main() -> None:
         run_oracle(args.n, args.steps, args.seed)
     if args.part in ("digits", "both"):
         figures = Path(args.figures) if args.figures else None
-        run_digits(args.train_steps, args.n_test, args.steps, args.seed, figures)
+        readme = Path(args.readme_figure) if args.readme_figure else None
+        run_digits(args.train_steps, args.n_test, args.steps, args.seed, figures, readme)
 
 
 if __name__ == "__main__":
