@@ -20,7 +20,16 @@ on the training split; its accuracy on the held-out digits is printed too), the 
 distance in its features to the held-out digits (overall, and the mean of the per-class FDs),
 and write ``benchmarks/figures/guidance_digits.png`` (FD and accuracy vs ``w``).
 
-Run:  .venv/bin/python benchmarks/bench_guidance.py [--part exact|digits|both] [--train-steps 4000]
+Part 3 (``--part label-use``) — why a conditional DDPM scores lower than a CFM at ``w = 0``.
+Each model of ``--models`` is trained as in part 2; then (a) its *implicit classifier* on 300
+held-out digits noised to ``x_t``: the label ``c`` whose data prediction ``x0_hat(x_t, t, c)``
+is closest to the true digit (Li et al. 2023, "Your diffusion model is secretly a zero-shot
+classifier", in x0 units so eps- and velocity-models compare), per ``t`` with the path's SNR:
+how much the network uses its label; (b) the class accuracy of 30 unguided samples per class
+with the default sampler, without and with ``clip_x0 = (-1, 1)``.
+
+Run:  .venv/bin/python benchmarks/bench_guidance.py [--part exact|digits|both|label-use]
+      [--train-steps 4000]
 """
 
 from __future__ import annotations
@@ -100,8 +109,31 @@ def run_exact(dim: int, seed: int, weights) -> None:
         print(f"| {t:.2f} | " + " | ".join(row) + " |")
 
 
+def save_rows(rows: list[torch.Tensor], path: Path, labels: list[str], title: str) -> None:
+    """One row of 8x8 digits (pixels 0..16, ``(k, 64)``) per entry of ``rows``, labelled."""
+    from matplotlib.figure import Figure
+
+    from probpath.plotting import image_grid, save_figure
+
+    k = len(rows[0])
+    tiles = image_grid(torch.cat(rows).reshape(-1, 1, 8, 8), value_range=(0.0, 16.0), ncols=k)
+    fig = Figure(figsize=(0.45 * k + 1.2, 0.45 * len(rows) + 0.4), layout="constrained")
+    ax = fig.subplots()
+    ax.imshow(tiles, cmap="gray_r", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_yticks([4.5 + 9 * i for i in range(len(rows))], labels)
+    ax.set_xticks([])
+    ax.set_title(title, fontsize=9)
+    save_figure(fig, path)
+
+
 def run_digits(
-    train_steps: int, weights, n_per_class: int, seed: int, figure: Path, name: str = "ddpm"
+    train_steps: int,
+    weights,
+    n_per_class: int,
+    seed: int,
+    figure: Path,
+    name: str = "ddpm",
+    grid: tuple[float, Path] | None = None,
 ) -> None:
     from probpath.catalog import build_model
     from probpath.data import Dataset, load_dataset
@@ -145,6 +177,14 @@ def run_digits(
             for c in range(10)
         ]
         rows.append((w, acc, fd, sum(per) / 10))
+        if grid is not None and w == grid[0]:  # one row per class, the first 10 samples
+            per_class = [pix[cond == c][:10] for c in range(10)]
+            save_rows(
+                per_class,
+                grid[1],
+                [str(c) for c in range(10)],
+                f"{name}, class-conditional, guidance w = {w:g} (row = class)",
+            )
         print(
             f"| {w} | {model.sampling_nfe_text} | {acc:.3f} | {fd:.2f} | {sum(per) / 10:.2f} | "
             f"{sec:.0f} |"
@@ -166,9 +206,53 @@ def run_digits(
     print(f"\nfigure -> {figure}")
 
 
+def run_label_use(train_steps: int, names: list[str], seed: int) -> None:
+    from probpath.catalog import build_model
+    from probpath.data import Dataset, load_dataset
+    from probpath.metrics import fit_feature_extractor, quantize
+    from probpath.training import TrainConfig, Trainer
+
+    data = load_dataset("digits")
+    train, test = data.split(0.2, seed=seed)
+    flat = train.x.reshape(len(train), -1).float()
+    extractor = fit_feature_extractor(flat, train.y, seed=seed, n_levels=17, value_range=(0, 16))
+    tx, ty = test.x.reshape(len(test), -1).float()[:300] / 8.0 - 1.0, test.y[:300]
+    times = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
+    print(f"\n## Label use after {train_steps} steps (seed {seed})\n")
+    print("| model | " + " | ".join(f"t={t}" for t in times) + " | acc w=0 | clipped |")
+    print("|---|" + "---|" * (len(times) + 2))
+    for name in names:
+        torch.manual_seed(seed)
+        model = build_model(name, (64,), 10)
+        ds = Dataset(flat / 8.0 - 1.0, y=train.y, name="digits", num_classes=10)
+        cfg = TrainConfig(steps=train_steps, batch_size=256, seed=seed, progress="off")
+        model = Trainer(cfg).fit(model, ds)
+        model = (model.ema_model or model.model).eval()
+        path, g, cells = model.field.path, torch.Generator().manual_seed(1), []
+        with torch.no_grad():
+            for t in times:
+                tt = torch.full((len(tx),), t)
+                x_t = path.sample(tx, tt, eps=torch.randn(tx.shape, generator=g)).x_t
+                err = [
+                    (model.field.x0_eps(x_t, tt, torch.full_like(ty, c))[0] - tx).pow(2).sum(1)
+                    for c in range(10)
+                ]
+                acc = float((torch.stack(err, 1).argmin(1) == ty).float().mean())
+                v = path(torch.tensor([t]))
+                cells.append(f"{acc:.2f} (snr {float((v.alpha / v.sigma) ** 2):.2g})")
+            cond = torch.arange(10).repeat_interleave(30)
+            for clip in (None, (-1.0, 1.0)):
+                gen = torch.Generator().manual_seed(7)
+                x = model.sample(len(cond), cond=cond, generator=gen, clip_x0=clip)
+                pix = quantize((x.float() + 1.0) * 8.0, 17, (0.0, 16.0))
+                cells.append(f"{float((extractor(pix).argmax(1) == cond).float().mean()):.3f}")
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--part", default="both", choices=("exact", "digits", "both"))
+    p.add_argument("--part", default="both", choices=("exact", "digits", "both", "label-use"))
+    p.add_argument("--models", default="ddpm,cfm", help="label-use: catalog path models")
     p.add_argument("--dim", type=int, default=2)
     p.add_argument("--weights", default="0,0.5,1,2,4")
     p.add_argument("--train-steps", type=int, default=4000)
@@ -179,14 +263,31 @@ def main() -> None:
     p.add_argument(
         "--figure", default=str(Path(__file__).parent / "figures" / "guidance_digits.png")
     )
+    p.add_argument(
+        "--grid",
+        default=None,
+        help="W:PATH: also save the samples at guidance weight W as a grid, one row per class",
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     weights = [float(w) for w in args.weights.split(",")]
+    if args.part == "label-use":
+        run_label_use(args.train_steps, args.models.split(","), args.seed)
     if args.part in ("exact", "both"):
         run_exact(args.dim, args.seed, weights)
     if args.part in ("digits", "both"):
+        grid = None
+        if args.grid:
+            w_text, path = args.grid.split(":", 1)
+            grid = (float(w_text), Path(path))
         run_digits(
-            args.train_steps, weights, args.n_per_class, args.seed, Path(args.figure), args.model
+            args.train_steps,
+            weights,
+            args.n_per_class,
+            args.seed,
+            Path(args.figure),
+            args.model,
+            grid,
         )
 
 

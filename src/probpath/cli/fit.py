@@ -109,6 +109,8 @@ def fit(
 
       probpath fit cfm --data gmm --conditional --steps 2000 --out runs/cfm-gmm
 
+      probpath fit classifier --run runs/ddpm-digits --steps 2000 --out runs/clf-digits
+
       torchrun --nproc_per_node=2 -m probpath fit cfm --data moons --steps 5000
     """
     from probpath.catalog import build_model, get_entry
@@ -121,6 +123,13 @@ def fit(
     from probpath.training.interrupt import parse_ckpt_every
     from probpath.training.seeding import seed_everything
 
+    if model == "classifier":  # probpath fit classifier --run RUN: see cli/classifier.py
+        from probpath.cli.classifier import fit_classifier_run
+
+        return fit_classifier_run(
+            ctx.args, set_ or [], out=out, steps=steps, seed=seed, batch_size=batch_size,
+            lr=lr, device=device, overwrite=overwrite, quiet=quiet,
+        )  # fmt: skip
     entry = get_entry(model)
     kwargs = merge_options(parse_extra_args(ctx.args), parse_set_options(set_ or []))
     every_steps, every_seconds = parse_ckpt_every(ckpt_every)

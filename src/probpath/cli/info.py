@@ -59,6 +59,8 @@ def live_text() -> str:
     out.write(
         "\nGuidance (conditional path models): probpath sample RUN --class C --guidance W "
         "(classifier-free, (1 + w) f(x, t, c) - w f(x, t, null); NFE N×2)\n"
+        "Classifier guidance (path models): probpath fit classifier --run RUN --out CLF, then "
+        "probpath sample RUN --class C --classifier CLF --classifier-scale S\n"
         "Restoration (path models): probpath restore RUN --task inpaint|superres|deblur|denoise "
         "--method ddnm|pigdm|dps\n"
     )

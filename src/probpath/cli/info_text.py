@@ -93,6 +93,7 @@ INFO_TEXT = "\n".join(
         "  annealed_langevin  Annealed Langevin dynamics (NCSN, Song & Ermon 2019, Alg. 1; survey §2.2).",
         "",
         "Guidance (conditional path models): probpath sample RUN --class C --guidance W (classifier-free, (1 + w) f(x, t, c) - w f(x, t, null); NFE N×2)",
+        "Classifier guidance (path models): probpath fit classifier --run RUN --out CLF, then probpath sample RUN --class C --classifier CLF --classifier-scale S",
         "Restoration (path models): probpath restore RUN --task inpaint|superres|deblur|denoise --method ddnm|pigdm|dps",
         "",
         "Image networks of the path models (--set network=dit), 1-channel images:",

@@ -47,6 +47,16 @@ def sample(
         float | None,
         typer.Option(help="Classifier-free guidance weight w (conditional path models)."),
     ] = None,
+    classifier: Annotated[
+        Path | None,
+        typer.Option(
+            help="Classifier guidance: a run of 'probpath fit classifier --run RUN' (path "
+            "models; guides towards --class)."
+        ),
+    ] = None,
+    classifier_scale: Annotated[
+        float, typer.Option(help="Scale s of the classifier's gradient (with --classifier).")
+    ] = 1.0,
     trajectories: Annotated[
         bool,
         typer.Option(
@@ -85,6 +95,8 @@ def sample(
       probpath sample runs/ddpm-digits --sampler dpmpp_2m --steps 20 --clip-x0 --out d.png
 
       probpath sample runs/cfm --sampler unipc --steps 5 --grid optimized --out cfm.npy
+
+      probpath sample runs/ddpm-digits --class 3 --classifier runs/clf-digits --out 3.png
     """
     import torch
 
@@ -122,6 +134,8 @@ def sample(
         cond = None
         if guidance is not None and not (is_conditional(loaded) and is_path_model(loaded)):
             raise BadInput("--guidance needs a conditional path model (fit --conditional)")
+        if classifier is not None:
+            return loaded, record, _classifier_labels(loaded, dev, seed)
         if is_conditional(loaded):
             classes = record.num_classes if record is not None else 0
             if label is not None and classes and not 0 <= label < classes:
@@ -137,6 +151,26 @@ def sample(
             raise BadInput("--label is only for conditional models")
         return loaded, record, cond
 
+    def _classifier_labels(loaded, dev, seed):
+        nonlocal clf
+        from probpath.cli.classifier import load_classifier_run
+
+        if not is_path_model(loaded) or guidance is not None:
+            raise BadInput("--classifier needs a path model (ddpm, cfm, ...) and no --guidance")
+        import math
+
+        if not math.isfinite(classifier_scale):
+            raise BadInput(f"--classifier-scale must be a finite number, got {classifier_scale}")
+        clf = load_classifier_run(classifier, loaded, dev)
+        if label is not None and not 0 <= label < clf.num_classes:
+            raise BadInput(f"--class must be in [0, {clf.num_classes - 1}], got {label}")
+        if label is not None:
+            return torch.full((n,), label, dtype=torch.long)
+        return torch.randint(
+            0, clf.num_classes, (n,), generator=torch.Generator().manual_seed(seed + 1)
+        )
+
+    clf = None
     loaded, record, cond = prepare()
     path: list = []
 
@@ -206,6 +240,8 @@ def sample(
         extra = {"callback": keep} if trajectories else {}
         if guidance is not None:
             extra["guidance"] = guidance
+        if clf is not None:
+            extra["guidance_options"] = {"classifier": clf, "classifier_scale": classifier_scale}
         if clip is not None:
             extra["clip_x0"] = clip
         if grid_arg is not None:

@@ -23,6 +23,7 @@ sampler and every prediction kind gets guidance without knowing about it (survey
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -40,8 +41,14 @@ __all__ = [
     "ClassifierGuidance",
     "NoisyClassifier",
     "fit_classifier",
+    "save_classifier",
+    "load_classifier",
+    "CLASSIFIER_FILE",
     "format_nfe",
 ]
+
+CLASSIFIER_FILE = "classifier.safetensors"
+"""The weights of a saved :class:`NoisyClassifier`; its configuration is in ``classifier.json``."""
 
 
 def format_nfe(steps: int, passes: int) -> str:
@@ -242,6 +249,13 @@ class NoisyClassifier(nn.Module):
 
         self.dim = check_positive_int(dim, "dim")
         self.num_classes = check_positive_int(num_classes, "num_classes")
+        self.config = {
+            "dim": self.dim,
+            "num_classes": self.num_classes,
+            "hidden": [check_positive_int(h, "hidden") for h in hidden],
+            "embed_dim": check_positive_int(embed_dim, "embed_dim"),
+            "act": str(act),
+        }
         self.time_embed = time_embedding("sinusoidal", embed_dim)
         self.net = MLP(dim + embed_dim, num_classes, tuple(hidden), act=act)
 
@@ -300,3 +314,48 @@ def fit_classifier(
         loss.backward()
         opt.step()
     return net.eval()
+
+
+def save_classifier(net: NoisyClassifier, directory, extra: dict | None = None) -> Path:
+    """Write ``net`` to ``directory``: :data:`CLASSIFIER_FILE` (safetensors) and
+    ``classifier.json`` (its configuration plus ``extra``, e.g. the run it guides).
+
+    Returns:
+        The directory.
+    """
+    from probpath.core.serialization import atomic_write_json, save_tensors
+
+    if not isinstance(net, NoisyClassifier):
+        raise TypeError(f"net must be a NoisyClassifier, got {type(net).__name__}")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    save_tensors(directory / CLASSIFIER_FILE, tensors)
+    atomic_write_json(directory / "classifier.json", {**(extra or {}), "config": net.config})
+    return directory
+
+
+def load_classifier(directory, device: str | torch.device = "cpu") -> NoisyClassifier:
+    """The :class:`NoisyClassifier` that :func:`save_classifier` wrote to ``directory``
+    (the weights' names and shapes are checked against ``classifier.json`` before reading).
+
+    Raises:
+        CheckpointError: a missing or malformed file (the message names it).
+    """
+    from probpath.core.serialization import CheckpointError, TensorInfo, load_tensors, read_json
+
+    directory = Path(directory)
+    meta_path = directory / "classifier.json"
+    if not meta_path.is_file() or not (directory / CLASSIFIER_FILE).is_file():
+        raise CheckpointError(
+            f"{directory} is not a classifier run (no classifier.json / {CLASSIFIER_FILE}); "
+            "write one with `probpath fit classifier --run RUN --out DIR`"
+        )
+    config = read_json(meta_path).get("config")
+    try:
+        net = NoisyClassifier(**config)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{meta_path}: bad classifier configuration ({exc})") from None
+    expected = {k: TensorInfo.of(v) for k, v in net.state_dict().items()}
+    net.load_state_dict(load_tensors(directory / CLASSIFIER_FILE, "cpu", expected))
+    return net.to(device).eval()

@@ -98,9 +98,11 @@ def default_grid(
         return make_grid(path, steps, "log_snr", t_max=t_max, sigma_min=kw.get("sigma_min"))
 
 
-def get_sampler(name: str) -> SamplerSpec:
+def get_sampler(name: str | SamplerSpec) -> SamplerSpec:
     """The :class:`~probpath.sampling.loop.SamplerSpec` called ``name`` (``ValueError`` listing
-    the registered names otherwise)."""
+    the registered names otherwise); a spec itself is returned as it is."""
+    if isinstance(name, SamplerSpec):  # a solver's own step (e.g. DDNM+), not registered
+        return name
     spec = SAMPLER_SPECS.get(name) if isinstance(name, str) else None
     if spec is None:
         raise ValueError(
@@ -123,7 +125,7 @@ def sample_path(
     field: Field,
     shape: tuple[int, ...],
     *,
-    sampler: str = "unipc",
+    sampler: str | SamplerSpec = "unipc",
     steps: int = 20,
     grid: str | torch.Tensor | list[float] | None = None,
     generator: torch.Generator | None = None,
@@ -143,7 +145,8 @@ def sample_path(
         field: any :class:`~probpath.paths.field.Field`.
         shape: ``(n, *event_shape)``.
         sampler: a key of :data:`SAMPLER_SPECS` (default UniPC, order 3 with its corrector:
-            the best default on bench_samplers' tuning seeds).
+            the best default on bench_samplers' tuning seeds), or a solver's own
+            :class:`~probpath.sampling.loop.SamplerSpec`.
         steps: number of steps (NFE is ``steps`` for 1-NFE samplers, see each sampler).
         grid: a spacing name (``"uniform"``, ``"log_snr"``, ``"edm"``, ``"quadratic"``), explicit
             decreasing times, or ``None``: :func:`default_grid` (the sampler's spacing; the
