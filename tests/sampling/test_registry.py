@@ -29,6 +29,7 @@ BAD = {
     "annealed_langevin": {"n_steps": 0},
     "unipc": {"variant": "bh3"},
     "deis": {"order": 4},
+    "interpolant_sde": {"scale": -1.0},
 }
 # options that keep the Langevin samplers cheap in these tests
 CHEAP = {"langevin": {"n_steps": 3}, "annealed_langevin": {"n_steps": 3}}
