@@ -177,7 +177,12 @@ def sample(
         ts = load_grid(run_dir, name, k)
         if ts is None:
             fit = optimize_grid(
-                loaded.field, k, loaded.event_shape, sampler=name, dtype=loaded.dtype
+                loaded.field,
+                k,
+                loaded.event_shape,
+                sampler=name,
+                dtype=loaded.dtype,
+                sigma_data=loaded.sigma_data,
             )
             save_grid(run_dir, fit)
             typer.echo(
