@@ -240,18 +240,19 @@ def test_range_rule_final_step_blur():
 
 
 def test_default_grid_scales_with_sigma_data():
-    """sigma_tilde = sigma / alpha on the default grid: the jump target sigma_max and the last
-    network level sigma_min are both proportional to sigma_data (far from the path's limits)."""
+    """sigma_tilde = sigma / alpha on the default grid: the jump target sigma_max is
+    SIGMA_MAX_RATIO sigma_data sqrt(dim), the last network level sigma_min proportional to
+    sigma_data (both far from the VP path's limits, sigma_tilde 0.0105 .. 152)."""
     from probpath.paths import AffinePath
     from probpath.sampling.samplers import SIGMA_MAX_RATIO, default_grid, sigma_min_rule
 
     path = AffinePath("vp")
-    for sd in (0.5, 4.0):
-        ts = default_grid(path, 10, get_sampler("unipc"), sigma_data=sd)
+    for sd, dim in ((0.5, 1), (4.0, 1), (0.5, 16)):
+        ts = default_grid(path, 10, get_sampler("unipc"), sigma_data=sd, dim=dim)
         v = path(ts[1:-1])
         st = (v.sigma / v.alpha).tolist()
         # round trip t -> log-SNR -> t of the schedule's inverse: relative error ~1e-10
-        assert math.isclose(st[0], SIGMA_MAX_RATIO * sd, rel_tol=1e-8)
+        assert math.isclose(st[0], SIGMA_MAX_RATIO * sd * math.sqrt(dim), rel_tol=1e-8)
         assert math.isclose(st[-1], sigma_min_rule(10, sd), rel_tol=1e-8)
     with pytest.raises(ValueError, match="sigma_data"):
         default_grid(path, 10, get_sampler("unipc"), sigma_data=0.0)

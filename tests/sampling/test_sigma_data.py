@@ -18,7 +18,7 @@ def _model():
 
 def test_sigma_data_is_the_pooled_std_of_the_training_batches(tmp_path):
     m = _model()
-    assert m.sigma_data is None  # nothing seen yet
+    assert m.data_std is None  # nothing seen yet
     g = torch.Generator().manual_seed(0)
     batches = [3.0 + 2.0 * torch.randn(16, 3, generator=g) for _ in range(5)]
     m.train()
@@ -27,18 +27,18 @@ def test_sigma_data_is_the_pooled_std_of_the_training_batches(tmp_path):
     allx = torch.cat(batches).double()
     expected = float(allx.flatten().std(unbiased=False))  # all values pooled, population std
     # running float32 means over 240 values: relative round-off ~1e-6
-    assert math.isclose(m.sigma_data, expected, rel_tol=1e-5)
+    assert math.isclose(m.data_std, expected, rel_tol=1e-5)
     # evaluation-mode calls (sampling, scores, a validation loss) do not count as data
     m.eval()
     m.loss(torch.zeros(4, 3))
     m.velocity(torch.zeros(4, 3), 0.5)
-    assert math.isclose(m.sigma_data, expected, rel_tol=1e-5)
+    assert math.isclose(m.data_std, expected, rel_tol=1e-5)
     # saved with the weights
     m.save(tmp_path / "run")
     from probpath import load
 
     back = load(tmp_path / "run")
-    assert back.sigma_data == m.sigma_data
+    assert back.data_std == m.data_std
 
 
 def test_flow_matching_default_grid_uses_sigma_data():
@@ -50,6 +50,6 @@ def test_flow_matching_default_grid_uses_sigma_data():
         spec = get_sampler("unipc")
     grid = m.grid_defaults(spec.name, 10)["grid"]
     t_max = 1.0 - 1e-3 if spec.needs_alpha else 1.0
-    expected = default_grid(m.path, 10, spec, t_max=t_max, sigma_data=m.sigma_data)
+    expected = default_grid(m.path, 10, spec, t_max=t_max, sigma_data=m.data_std, dim=m.dim)
     torch.testing.assert_close(grid, expected, rtol=0, atol=0)
     assert not torch.equal(grid, default_grid(m.path, 10, spec, t_max=t_max))

@@ -182,7 +182,7 @@ def sample(
                 loaded.event_shape,
                 sampler=name,
                 dtype=loaded.dtype,
-                sigma_data=loaded.sigma_data,
+                sigma_data=loaded.data_std,
             )
             save_grid(run_dir, fit)
             typer.echo(

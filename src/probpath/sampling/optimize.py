@@ -139,7 +139,8 @@ def optimize_grid(
     start = time.perf_counter()
     path = field_.path
     if init is None:
-        ts0 = default_grid(path, steps, spec, sigma_data=sigma_data)
+        dim = math.prod(event_shape)
+        ts0 = default_grid(path, steps, spec, sigma_data=sigma_data, dim=dim)
     else:
         ts0 = check_grid(init, "init")
     if len(ts0) != steps + 1:

@@ -160,7 +160,7 @@ class PathModel(EventModel):
         # path (iterating the parameters costs more than the CFM objective itself)
         self.register_buffer("_probe", torch.zeros(()), persistent=False)
         # (count, mean, mean square) of every training value loss() saw, saved with the
-        # weights: sigma_data, which scales the default sampling grid (#15)
+        # weights: data_std, the sigma_data that scales the default sampling grid (#15)
         self.register_buffer("data_moments", torch.zeros(3))
         self.event_shape = check_event_shape(event_shape)
         get_sampler(sampler)
@@ -183,7 +183,7 @@ class PathModel(EventModel):
     # -- helpers ---------------------------------------------------------------------------
     def check_input(self, x, name: str = "x") -> torch.Tensor:
         """:meth:`EventModel.check_input`; in training mode the data batches ``x`` also update
-        :attr:`data_moments` (what :attr:`sigma_data` is read from)."""
+        :attr:`data_moments` (what :attr:`data_std` is read from)."""
         x = super().check_input(x, name)
         if self.training and name == "x":
             with torch.no_grad():
@@ -195,9 +195,10 @@ class PathModel(EventModel):
         return x
 
     @property
-    def sigma_data(self) -> float | None:
+    def data_std(self) -> float | None:
         """Standard deviation of the training data (all values pooled, as EDM's
-        ``sigma_data``), recorded while fitting; ``None`` before any training batch."""
+        ``sigma_data``), recorded while fitting; ``None`` before any training batch. The
+        samplers' ``sigma_data``."""
         n, mean, sq = self.data_moments.tolist()
         return math.sqrt(max(sq - mean * mean, 0.0)) if n > 0 else None
 

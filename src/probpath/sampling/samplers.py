@@ -21,6 +21,7 @@ from types import MappingProxyType
 
 import torch
 
+from probpath.core.validation import check_positive_int
 from probpath.paths.field import ClippedField, Field, count_nfe
 from probpath.sampling import multistep, ode, sde
 from probpath.sampling.loop import SamplerSpec, as_function, run_sampler
@@ -51,14 +52,19 @@ DEFAULT_SPACING = MappingProxyType({name: spec.spacing for name, spec in SAMPLER
 #: the default grid of the exponential integrators (spacing "log_snr") on paths that end at
 #: sigma = 0: log-SNR spacing over sigma_tilde = sigma / alpha in [sigma_min, sigma_max] after
 #: one jump from t_max to sigma_max, then the final step to 0, both ends proportional to the
-#: data's standard deviation sigma_data (1 when unknown: standardised data). sigma_max =
-#: SIGMA_MAX_RATIO sigma_data: above it x0_hat barely changes and the exponential integrators
-#: cross that range exactly in one step. sigma_min = SIGMA_MIN_RATIO sigma_data at 5 steps,
-#: divided by sqrt(10) per doubling of the steps, never below the path's t_min. Chosen on
-#: bench_samplers' tuning seeds 0-7 (data scales 0.5-8, four path kinds), reported on seeds
-#: 8-23 (benchmarks/README.md): an absolute range (0.3 .. 80) lost up to 6x on data of scale
-#: 0.5 or 8, and spending the last evaluation at t_min = 1/N wastes one NFE in five at 5 steps.
-SIGMA_MAX_RATIO = 10.0
+#: data's standard deviation sigma_data (1 when unknown: standardised data).
+#: sigma_max = SIGMA_MAX_RATIO sigma_data sqrt(d): above it x0_hat barely changes and the
+#: exponential integrators cross that range exactly in one step. The sqrt(d): the posterior
+#: weights of two modes at distance ~ sqrt(2 d) sigma_data differ by a log-ratio ~ sqrt(2 d)
+#: sigma_data / sigma_tilde, so in d dimensions the modes separate at sigma_tilde ~ sqrt(d)
+#: sigma_data (with sigma_max = 10 sigma_data, one draw in 32 of a 64-d problem jumped to the
+#: wrong mode: benchmarks/README.md). sigma_min = SIGMA_MIN_RATIO sigma_data at 5 steps
+#: (a per-coordinate scale: the modes' widths), divided by sqrt(10) per doubling of the steps,
+#: never below the path's t_min. Ratios chosen on bench_samplers' tuning seeds 0-7 (data
+#: scales 0.5-8, d 2-64, four path kinds), reported on seeds 8-23: an absolute range (0.3 ..
+#: 80) lost up to 6x on data of scale 0.5 or 8, and spending the last evaluation at
+#: t_min = 1/N wastes one NFE in five at 5 steps.
+SIGMA_MAX_RATIO = 2.0
 SIGMA_MIN_RATIO = 0.2
 
 
@@ -99,19 +105,21 @@ def default_grid(
     t_min: float | None = None,
     final_zero: bool = True,
     sigma_data: float | None = None,
+    dim: int = 1,
 ) -> torch.Tensor:
     """The grid :func:`sample_path` uses when none is given: ``spec``'s spacing; for the
     exponential integrators on paths ending at ``sigma = 0`` (DDPM, VP, linear, ...) the
-    log-SNR range rule above, scaled by ``sigma_data`` (an explicit ``t_min`` switches the
-    rule off)."""
+    log-SNR range rule above, scaled by ``sigma_data`` and the dimension ``dim`` of one sample
+    (an explicit ``t_min`` switches the rule off)."""
     steps = spec.fixed_steps or steps
+    dim = check_positive_int(dim, "dim")
     sd = check_sigma_data(sigma_data)
     floor = _sigma_tilde_floor(path.schedule)
     if spec.spacing != "log_snr" or floor is None or t_min is not None or not final_zero:
         return make_grid(path, steps, spec.spacing, t_max=t_max, t_min=t_min, final_zero=final_zero)
     kw = {"sigma_min": max(sigma_min_rule(steps, sd), floor)} if steps >= 2 else {}
     if steps >= 3:
-        kw["sigma_max"] = SIGMA_MAX_RATIO * sd
+        kw["sigma_max"] = SIGMA_MAX_RATIO * sd * math.sqrt(dim)
     try:
         return make_grid(path, steps, "log_snr", t_max=t_max, **kw)
     except ValueError:  # t_max below sigma_max's time: the plain range
@@ -192,8 +200,9 @@ def sample_path(
         raise ValueError(f"shape must be (n, *event_shape) with n >= 1, got {shape}")
     path = field.path
     if grid is None:
+        dim = math.prod(shape[1:])
         ts = default_grid(
-            path, steps, spec, t_min=t_min, final_zero=final_zero, sigma_data=sigma_data
+            path, steps, spec, t_min=t_min, final_zero=final_zero, sigma_data=sigma_data, dim=dim
         )
     elif isinstance(grid, str):
         ts = make_grid(path, spec.fixed_steps or steps, grid, t_min=t_min, final_zero=final_zero)

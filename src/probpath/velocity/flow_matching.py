@@ -94,7 +94,9 @@ class FlowMatching(PathModel):
             # uniform steps to t = 0 (v is regular at both ends; no extra step)
             return {"grid": make_grid(self.path, steps, "uniform", t_max=t_max, t_min=0.0)}
         return {
-            "grid": default_grid(self.path, steps, spec, t_max=t_max, sigma_data=self.sigma_data)
+            "grid": default_grid(
+                self.path, steps, spec, t_max=t_max, sigma_data=self.data_std, dim=self.dim
+            )
         }
 
     def sample_t(self, n: int) -> torch.Tensor:
