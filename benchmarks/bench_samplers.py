@@ -13,7 +13,11 @@ same probability-flow ODE from the same start (VP: in ``x_tilde = x / alpha`` ag
 ``sigma_tilde = sigma / alpha``, integrated to 0; linear: in ``t`` to 1e-7, then ``x0_hat``).
 diffusers' schedulers get the oracle in their own prediction type at exactly the noise level
 their update assumes (their ``sigmas`` table; ``alphas_cumprod`` for DDIM), so their error is
-the solver's alone; at each NFE the best of their configurations counts.
+the solver's alone; at each NFE the best of their configurations counts, and two fairer
+columns: their best among configurations that start at the first noise level (``t1``; DDIM's
+"leading" spacing starts lower, a shorter integration) and their one configuration per NFE
+chosen on seeds 0-7 (``fix``). probpath gets the data's ``sigma_data`` (exact here; a path model
+records it at fit) for its default grid.
 
 Overhead. Time per step of the sampling loop with a trivial network (``eps = 0.5 x``, batch
 64 x 2, one thread), minus the network's own time, for probpath's ``dpmpp_2m`` / ``unipc`` and
