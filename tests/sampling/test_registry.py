@@ -29,6 +29,7 @@ BAD = {
     "annealed_langevin": {"n_steps": 0},
     "unipc": {"variant": "bh3"},
     "deis": {"order": 4},
+    "interpolant_sde": {"scale": -1.0},
 }
 # options that keep the Langevin samplers cheap in these tests
 CHEAP = {"langevin": {"n_steps": 3}, "annealed_langevin": {"n_steps": 3}}
@@ -209,23 +210,51 @@ def test_multistep_from_alpha_zero_is_finite(name, options):
 
 
 def test_range_rule_final_step_blur():
-    """What the default range rule trades away, in closed form. For one Gaussian coordinate
-    N(mu, v) the probability-flow ODE keeps x_tilde ~ N(mu, v + sigma_tilde^2) exactly, and the
-    final denoising step x0_hat = mu + v / (v + s^2) (x_tilde - mu) at s = sigma_tilde_min
-    leaves std sqrt(v) * sqrt(v / (v + s^2)). With v = 1e-3 and 20 steps (s = 0.03): ratio
-    sqrt(1e-3 / 1.9e-3) = 0.725 of the true std; the full-range grid (s = 0.01) gives 0.95."""
+    """What the default range rule trades away, in closed form, and how sigma_data removes it.
+    For one Gaussian coordinate N(mu, v) the probability-flow ODE keeps x_tilde ~ N(mu, v +
+    sigma_tilde^2) exactly, and the final denoising step x0_hat = mu + v / (v + s^2) (x_tilde -
+    mu) at s = sigma_tilde_min leaves std sqrt(v) * sqrt(v / (v + s^2)). With v = 1e-3 and 20
+    steps, without sigma_data (taken as 1): s = 0.2 * (5/20)^log2(sqrt 10) = 0.02, ratio
+    sqrt(1e-3 / 1.4e-3) = 0.845 of the true std. With sigma_data = sqrt(v) the range scales
+    with the data, s = 0.02 sqrt(v), down to the path's floor sigma_tilde(t_min = 1/N) ~ 0.01
+    (DDPM linear: sigma^2 ~ beta_1 = 1e-4): ratio sqrt(1e-3 / 1.1e-3) = 0.953."""
     from probpath.paths import AffinePath, GaussianMixtureOracle
-    from probpath.sampling.samplers import sigma_min_rule
+    from probpath.sampling.samplers import _sigma_tilde_floor, sigma_min_rule
 
     v = 1e-3
     o = GaussianMixtureOracle(
         [1.0], torch.zeros(1, 1), torch.full((1, 1, 1), v), AffinePath("ddpm")
     )
-    g = torch.Generator().manual_seed(0)
     n = 20000
-    out = sample_path(o, (n, 1), steps=20, generator=g, dtype=torch.float64)
-    s = sigma_min_rule(20)
-    expected = math.sqrt(v / (v + s * s))
-    # sampling error of a std: std / sqrt(2n) -> 5 of them (relative 0.025); the 20-step
-    # solver's own error on one Gaussian is far below (order 4)
-    assert abs(float(out.x.std()) / math.sqrt(v) - expected) < 5 / math.sqrt(2 * n)
+    for sigma_data in (None, math.sqrt(v)):
+        g = torch.Generator().manual_seed(0)
+        out = sample_path(
+            o, (n, 1), steps=20, generator=g, dtype=torch.float64, sigma_data=sigma_data
+        )
+        s = max(sigma_min_rule(20, sigma_data or 1.0), _sigma_tilde_floor(o.path.schedule))
+        expected = math.sqrt(v / (v + s * s))
+        # sampling error of a std: std / sqrt(2n) -> 5 of them (relative 0.025); the 20-step
+        # solver's own error on one Gaussian is far below (order 4)
+        assert abs(float(out.x.std()) / math.sqrt(v) - expected) < 5 / math.sqrt(2 * n)
+    assert abs(sigma_min_rule(20) - 0.02) < 1e-12  # the value the docstring derives
+
+
+def test_default_grid_scales_with_sigma_data():
+    """sigma_tilde = sigma / alpha on the default grid: the jump target sigma_max is
+    SIGMA_MAX_RATIO sigma_data sqrt(dim), the last network level sigma_min proportional to
+    sigma_data (both far from the VP path's limits, sigma_tilde 0.0105 .. 152)."""
+    from probpath.paths import AffinePath
+    from probpath.sampling.samplers import SIGMA_MAX_RATIO, default_grid, sigma_min_rule
+
+    path = AffinePath("vp")
+    for sd, dim in ((0.5, 1), (4.0, 1), (0.5, 16)):
+        ts = default_grid(path, 10, get_sampler("unipc"), sigma_data=sd, dim=dim)
+        v = path(ts[1:-1])
+        st = (v.sigma / v.alpha).tolist()
+        # round trip t -> log-SNR -> t of the schedule's inverse: relative error ~1e-10
+        assert math.isclose(st[0], SIGMA_MAX_RATIO * sd * math.sqrt(dim), rel_tol=1e-8)
+        assert math.isclose(st[-1], sigma_min_rule(10, sd), rel_tol=1e-8)
+    with pytest.raises(ValueError, match="sigma_data"):
+        default_grid(path, 10, get_sampler("unipc"), sigma_data=0.0)
+    with pytest.raises(TypeError, match="sigma_data"):
+        default_grid(path, 10, get_sampler("unipc"), sigma_data="1")

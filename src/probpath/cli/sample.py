@@ -211,7 +211,12 @@ def sample(
         ts = load_grid(run_dir, name, k)
         if ts is None:
             fit = optimize_grid(
-                loaded.field, k, loaded.event_shape, sampler=name, dtype=loaded.dtype
+                loaded.field,
+                k,
+                loaded.event_shape,
+                sampler=name,
+                dtype=loaded.dtype,
+                sigma_data=loaded.data_std,
             )
             save_grid(run_dir, fit)
             typer.echo(

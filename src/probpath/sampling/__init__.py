@@ -42,6 +42,7 @@ from probpath.sampling.sde import (
     sample_ddim,
     sample_edm_heun,
     sample_euler_maruyama,
+    sample_interpolant_sde,
     sample_langevin,
     sample_pc,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "sample_ddim",
     "sample_edm_heun",
     "sample_euler_maruyama",
+    "sample_interpolant_sde",
     "sample_langevin",
     "sample_pc",
 ]

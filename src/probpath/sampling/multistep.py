@@ -60,10 +60,10 @@ def _check_order(o, top: int = 3) -> None:
 
 
 def _combine(x: torch.Tensor, a: float, terms) -> torch.Tensor:
-    """``a * x + sum(w * y for w, y in terms)`` without temporaries per term."""
-    out = a * x
+    """``a * x + sum(w * y for w, y in terms)``: one new tensor, the terms added in place."""
+    out = torch.mul(x, a)
     for w, y in terms:
-        out = torch.add(out, y, alpha=w)
+        out.add_(y, alpha=w)
     return out
 
 
@@ -160,23 +160,39 @@ def _unipc_update(ctx: StepContext, s: int, t: int, x, idx, x0s, variant: str, x
     ``e^{hh} - 1`` (bh2). The corrector adds the new evaluation ``x0_t`` at ``r = 1``.
     """
     g = ctx.g
-    h = g.lam[t] - g.lam[s]
-    hh = -h
-    h_phi_1 = math.expm1(hh)
-    m0 = x0s[0]
     # an evaluation at lambda = -inf (alpha = 0, flow paths at t = 1) has r = -inf: it carries
     # no information on the lambda-polynomial, so it is left out (a lower-order step)
-    prev = [(j, m) for j, m in zip(idx[1:], x0s[1:]) if math.isfinite(g.lam[j])]
-    rks = [(g.lam[j] - g.lam[s]) / h for j, _ in prev]
-    ms = [m for _, m in prev]
+    ms = [m for j, m in zip(idx[1:], x0s[1:]) if math.isfinite(g.lam[j])]
+    lams = tuple(g.lam[j] for j in idx[1:] if math.isfinite(g.lam[j]))
     if x0_t is not None:
-        rks, ms = rks + [1.0], ms + [x0_t]
-    a_t = g.alpha[t]
-    w0 = -a_t * h_phi_1  # weight of m0; D_k = (m_k - m0) / r_k is folded into the weights
+        ms.append(x0_t)
+    a, w0, ws = _unipc_coefficients(
+        g.lam[s], g.lam[t], lams, x0_t is not None, variant, g.alpha[t], g.sigma[t] / g.sigma[s]
+    )
+    return _combine(x, a, [(w0, x0s[0]), *zip(ws, ms)])
+
+
+@functools.lru_cache(maxsize=4096)
+def _unipc_coefficients(
+    lam_s: float,
+    lam_t: float,
+    lams: tuple[float, ...],
+    corrector: bool,
+    variant: str,
+    a_t: float,
+    ratio: float,
+) -> tuple[float, float, tuple[float, ...]]:
+    """``(sigma_t / sigma_s, weight of m0, weights of the other evaluations)`` of one UniPC
+    update (a pure function of the step: memoised, so the sampler's Python work per step is a
+    dictionary look-up on a repeated grid)."""
+    h = lam_t - lam_s
+    hh = -h
+    w0 = -a_t * math.expm1(hh)  # weight of m0; D_k = (m_k - m0) / r_k is folded into the weights
+    rks = tuple((lam - lam_s) / h for lam in lams) + ((1.0,) if corrector else ())
     if not rks:
-        return _combine(x, g.sigma[t] / g.sigma[s], [(w0, m0)])
-    ws = [-a_t * w for w in _unipc_weights(hh, tuple(rks), variant)]
-    return _combine(x, g.sigma[t] / g.sigma[s], [(w0 - sum(ws), m0), *zip(ws, ms)])
+        return ratio, w0, ()
+    ws = tuple(-a_t * w for w in _unipc_weights(hh, rks, variant))
+    return ratio, w0 - sum(ws), ws
 
 
 @functools.lru_cache(maxsize=4096)

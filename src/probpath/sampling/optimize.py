@@ -97,6 +97,7 @@ def optimize_grid(
     generator: torch.Generator | None = None,
     cond=None,
     dtype: torch.dtype = torch.float64,
+    sigma_data: float | None = None,
     **options,
 ) -> OptimizedGrid:
     """Fit the ``steps``-step grid of a deterministic ``sampler`` to ``field_``.
@@ -108,11 +109,12 @@ def optimize_grid(
         sampler: a deterministic sampler of the registry.
         n: prior draws: half fit the grid, half check it (``n >= 2``).
         init: starting grid (default: :func:`~probpath.sampling.samplers.sample_path`'s
-            default grid for ``sampler``).
+            default grid for ``sampler``, scaled by ``sigma_data``).
         max_evals: trial runs allowed (default ``40 * steps``).
         generator: for the prior draws.
         cond: conditioning passed to the field.
         dtype: of the draws (float64: round-off far below the errors being minimised).
+        sigma_data: the data's standard deviation for the default ``init`` (``None``: 1).
         **options: the sampler's options.
 
     Returns:
@@ -136,7 +138,11 @@ def optimize_grid(
         raise ValueError("steps must be >= 2: a 1-step grid has no interior time to fit")
     start = time.perf_counter()
     path = field_.path
-    ts0 = default_grid(path, steps, spec) if init is None else check_grid(init, "init")
+    if init is None:
+        dim = math.prod(event_shape)
+        ts0 = default_grid(path, steps, spec, sigma_data=sigma_data, dim=dim)
+    else:
+        ts0 = check_grid(init, "init")
     if len(ts0) != steps + 1:
         raise ValueError(f"init must have steps + 1 = {steps + 1} times, got {len(ts0)}")
     counted = count_nfe(field_)

@@ -159,6 +159,9 @@ class PathModel(EventModel):
         # a non-persistent scalar that follows .to(): O(1) device / dtype lookups on the hot
         # path (iterating the parameters costs more than the CFM objective itself)
         self.register_buffer("_probe", torch.zeros(()), persistent=False)
+        # (count, mean, mean square) of every training value loss() saw, saved with the
+        # weights: data_std, the sigma_data that scales the default sampling grid (#15)
+        self.register_buffer("data_moments", torch.zeros(3))
         self.event_shape = check_event_shape(event_shape)
         get_sampler(sampler)
         check_choice(likelihood_trace, "likelihood_trace", ("auto", "exact", "hutchinson"))
@@ -178,6 +181,27 @@ class PathModel(EventModel):
         self.p_uncond = check_probability(p_uncond, "p_uncond")
 
     # -- helpers ---------------------------------------------------------------------------
+    def check_input(self, x, name: str = "x") -> torch.Tensor:
+        """:meth:`EventModel.check_input`; in training mode the data batches ``x`` also update
+        :attr:`data_moments` (what :attr:`data_std` is read from)."""
+        x = super().check_input(x, name)
+        if self.training and name == "x":
+            with torch.no_grad():
+                m, xf = self.data_moments, x.detach().flatten()
+                m[0] += xf.numel()
+                w = xf.numel() / float(m[0])
+                m[1] += w * (xf.mean() - m[1])
+                m[2] += w * (xf.pow(2).mean() - m[2])
+        return x
+
+    @property
+    def data_std(self) -> float | None:
+        """Standard deviation of the training data (all values pooled, as EDM's
+        ``sigma_data``), recorded while fitting; ``None`` before any training batch. The
+        samplers' ``sigma_data``."""
+        n, mean, sq = self.data_moments.tolist()
+        return math.sqrt(max(sq - mean * mean, 0.0)) if n > 0 else None
+
     def _cond(self, cond, n: int):
         """Validate labels ``(n,)`` in ``0..num_classes`` (``num_classes`` = no label)."""
         return check_labels(

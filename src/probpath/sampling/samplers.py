@@ -21,6 +21,7 @@ from types import MappingProxyType
 
 import torch
 
+from probpath.core.validation import check_positive_int
 from probpath.paths.field import ClippedField, Field, count_nfe
 from probpath.sampling import multistep, ode, sde
 from probpath.sampling.loop import SamplerSpec, as_function, run_sampler
@@ -49,19 +50,27 @@ DEFAULT_SPACING = MappingProxyType({name: spec.spacing for name, spec in SAMPLER
 
 
 #: the default grid of the exponential integrators (spacing "log_snr") on paths that end at
-#: sigma = 0: log-SNR spacing over sigma_tilde = sigma / alpha in [SIGMA_MIN(steps), SIGMA_MAX]
-#: after one jump from t_max to SIGMA_MAX (Karras et al.'s sigma_max = 80), then the final
-#: step to 0. SIGMA_MIN = 0.3 at 5 steps, divided by sqrt(10) per doubling of the steps
-#: (0.1 at 10, 0.03 at 20), never below the path's t_min. Chosen on bench_samplers' tuning
-#: seeds 0-7 (data scales 0.5-8, four path kinds), reported on seeds 8-23: spending the last
-#: evaluation at t_min = 1/N (sigma_tilde 0.01) wastes one NFE in five at 5 steps
-#: (benchmarks/README.md).
-SIGMA_MAX = 80.0
+#: sigma = 0: log-SNR spacing over sigma_tilde = sigma / alpha in [sigma_min, sigma_max] after
+#: one jump from t_max to sigma_max, then the final step to 0, both ends proportional to the
+#: data's standard deviation sigma_data (1 when unknown: standardised data).
+#: sigma_max = SIGMA_MAX_RATIO sigma_data sqrt(d): above it x0_hat barely changes and the
+#: exponential integrators cross that range exactly in one step. The sqrt(d): the posterior
+#: weights of two modes at distance ~ sqrt(2 d) sigma_data differ by a log-ratio ~ sqrt(2 d)
+#: sigma_data / sigma_tilde, so in d dimensions the modes separate at sigma_tilde ~ sqrt(d)
+#: sigma_data (with sigma_max = 10 sigma_data, one draw in 32 of a 64-d problem jumped to the
+#: wrong mode: benchmarks/README.md). sigma_min = SIGMA_MIN_RATIO sigma_data at 5 steps
+#: (a per-coordinate scale: the modes' widths), divided by sqrt(10) per doubling of the steps,
+#: never below the path's t_min. Ratios chosen on bench_samplers' tuning seeds 0-7 (data
+#: scales 0.5-8, d 2-64, four path kinds), reported on seeds 8-23: an absolute range (0.3 ..
+#: 80) lost up to 6x on data of scale 0.5 or 8, and spending the last evaluation at
+#: t_min = 1/N wastes one NFE in five at 5 steps.
+SIGMA_MAX_RATIO = 2.0
+SIGMA_MIN_RATIO = 0.2
 
 
-def sigma_min_rule(steps: int) -> float:
+def sigma_min_rule(steps: int, sigma_data: float = 1.0) -> float:
     """``sigma_tilde`` of the last network time of the default grid with ``steps`` steps."""
-    return 0.3 * (5.0 / steps) ** math.log2(math.sqrt(10.0))
+    return SIGMA_MIN_RATIO * sigma_data * (5.0 / steps) ** math.log2(math.sqrt(10.0))
 
 
 @functools.lru_cache(maxsize=64)
@@ -73,6 +82,20 @@ def _sigma_tilde_floor(schedule) -> float | None:
     return float(v.sigma[0] / v.alpha[0])
 
 
+def check_sigma_data(sigma_data) -> float:
+    """``sigma_data`` as a positive float (``None``: 1, standardised data)."""
+    if sigma_data is None:
+        return 1.0
+    if isinstance(sigma_data, bool) or not isinstance(sigma_data, int | float):
+        raise TypeError(f"sigma_data must be a number (the data's std), got {sigma_data!r}")
+    if not (math.isfinite(sigma_data) and sigma_data > 0):
+        raise ValueError(
+            f"sigma_data must be a finite positive standard deviation of the data, got "
+            f"{sigma_data!r} (pass None for standardised data)"
+        )
+    return float(sigma_data)
+
+
 def default_grid(
     path,
     steps: int,
@@ -81,20 +104,25 @@ def default_grid(
     t_max: float | None = None,
     t_min: float | None = None,
     final_zero: bool = True,
+    sigma_data: float | None = None,
+    dim: int = 1,
 ) -> torch.Tensor:
     """The grid :func:`sample_path` uses when none is given: ``spec``'s spacing; for the
     exponential integrators on paths ending at ``sigma = 0`` (DDPM, VP, linear, ...) the
-    log-SNR range rule above (an explicit ``t_min`` switches the rule off)."""
+    log-SNR range rule above, scaled by ``sigma_data`` and the dimension ``dim`` of one sample
+    (an explicit ``t_min`` switches the rule off)."""
     steps = spec.fixed_steps or steps
+    dim = check_positive_int(dim, "dim")
+    sd = check_sigma_data(sigma_data)
     floor = _sigma_tilde_floor(path.schedule)
     if spec.spacing != "log_snr" or floor is None or t_min is not None or not final_zero:
         return make_grid(path, steps, spec.spacing, t_max=t_max, t_min=t_min, final_zero=final_zero)
-    kw = {"sigma_min": max(sigma_min_rule(steps), floor)} if steps >= 2 else {}
+    kw = {"sigma_min": max(sigma_min_rule(steps, sd), floor)} if steps >= 2 else {}
     if steps >= 3:
-        kw["sigma_max"] = SIGMA_MAX
+        kw["sigma_max"] = SIGMA_MAX_RATIO * sd * math.sqrt(dim)
     try:
         return make_grid(path, steps, "log_snr", t_max=t_max, **kw)
-    except ValueError:  # t_max below SIGMA_MAX's time: the plain range
+    except ValueError:  # t_max below sigma_max's time: the plain range
         return make_grid(path, steps, "log_snr", t_max=t_max, sigma_min=kw.get("sigma_min"))
 
 
@@ -137,6 +165,7 @@ def sample_path(
     t_min: float | None = None,
     final_zero: bool = True,
     clip_x0: tuple[float, float] | None = None,
+    sigma_data: float | None = None,
     **options,
 ) -> SampleOutput:
     """Draw samples from ``field``: prior noise at ``t_max``, then ``sampler`` along a grid.
@@ -159,6 +188,8 @@ def sample_path(
         clip_x0: ``(low, high)``: clamp every data prediction ``x0_hat`` to the data range
             (:class:`~probpath.paths.field.ClippedField`; diffusers' ``clip_sample``). Off by
             default; it keeps ODE samplers of short-trained eps-networks in range.
+        sigma_data: the data's standard deviation, scaling :func:`default_grid`'s noise range
+            (``None``: 1; a path model passes the value it recorded at fit).
         **options: sampler options (``eta``, ``churn``, ``snr``, ``rtol``, ...).
 
     Returns:
@@ -172,7 +203,10 @@ def sample_path(
         raise ValueError(f"shape must be (n, *event_shape) with n >= 1, got {shape}")
     path = field.path
     if grid is None:
-        ts = default_grid(path, steps, spec, t_min=t_min, final_zero=final_zero)
+        dim = math.prod(shape[1:])
+        ts = default_grid(
+            path, steps, spec, t_min=t_min, final_zero=final_zero, sigma_data=sigma_data, dim=dim
+        )
     elif isinstance(grid, str):
         ts = make_grid(path, spec.fixed_steps or steps, grid, t_min=t_min, final_zero=final_zero)
     else:

@@ -9,6 +9,7 @@ Step functions plus :class:`~probpath.sampling.loop.SamplerSpec` s, as in
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from types import MappingProxyType
 
 import torch
@@ -23,6 +24,9 @@ __all__ = [
     "sample_euler_maruyama",
     "sample_pc",
     "sample_edm_heun",
+    "sample_interpolant_sde",
+    "DIFFUSIONS",
+    "diffusion_coefficient",
     "SPECS",
 ]
 
@@ -265,7 +269,97 @@ EDM_HEUN = SamplerSpec(
     needs_alpha=True,
 )
 
-SPECS = (ANCESTRAL, DDIM, EULER_MARUYAMA, PC, EDM_HEUN, LANGEVIN, ANNEALED_LANGEVIN)
+
+# -- the interpolant SDE family with a tunable w(t) ---------------------------------------------
+def _zero(t: float, path) -> float:
+    return 0.0
+
+
+def _sigma(t: float, path) -> float:
+    return float(path(torch.tensor(t, dtype=torch.float64)).sigma)
+
+
+def _sde(t: float, path) -> float:
+    return float(path.sde_coefficients(torch.tensor(t, dtype=torch.float64))[1])
+
+
+#: named diffusion coefficients ``w(t)`` of the ``interpolant_sde`` sampler
+DIFFUSIONS: dict[str, Callable[[float, object], float]] = {
+    "zero": _zero,  # the probability-flow ODE
+    "sigma": _sigma,  # w = sigma_t, SiT's default; finite at both ends of linear / GVP paths
+    "sde": _sde,  # w = g(t), the path's SDE (Eq. 42): score SDEs' reverse SDE (Eq. 43)
+}
+
+
+def diffusion_coefficient(
+    diffusion: str | Callable[[float], float], t: float, path, scale: float = 1.0
+) -> float:
+    """``scale * w(t)`` for a name of :data:`DIFFUSIONS` or a callable ``w(t) -> float``."""
+    if callable(diffusion):
+        w = float(diffusion(t))
+    else:
+        if diffusion not in DIFFUSIONS:
+            raise ValueError(
+                f"diffusion must be one of {', '.join(map(repr, DIFFUSIONS))} or a callable "
+                f"w(t); got {diffusion!r}"
+            )
+        w = DIFFUSIONS[diffusion](t, path)
+    w *= scale
+    if not math.isfinite(w) or w < 0:
+        raise ValueError(
+            f"the diffusion coefficient must be finite and >= 0, got w({t:.4g}) = {w}; "
+            "'sde' is infinite where alpha = 0: start the grid below t = 1"
+        )
+    return w
+
+
+def _interpolant_sde_step(ctx: StepContext, x: torch.Tensor, i: int):
+    """Euler-Maruyama on the marginal-preserving family ``dx = [v - (w^2/2) score] dt + w dW``
+    backwards in time (Albergo et al. 2023, §2.4; derivation in
+    :mod:`probpath.velocity.interpolants`): ``x <- x - h v + h (w^2/2) score + w sqrt(h) z``
+    with ``h = t_i - t_{i+1}``; the grid's last step adds no noise."""
+    g, o = ctx.g, ctx.options
+    x0, eps = ctx.x0_eps(x, i)
+    h = g.t[i] - g.t[i + 1]
+    w = diffusion_coefficient(o["diffusion"], g.t[i], ctx.field.path, o["scale"])
+    velocity = g.d_alpha[i] * x0 + g.d_sigma[i] * eps
+    # (w^2 / 2) score = -(w^2 / (2 sigma)) eps_hat
+    x = x - h * velocity - (h * w * w / (2.0 * g.sigma[i])) * eps
+    if i < ctx.steps - 1 and w > 0.0:
+        x = x + (w * math.sqrt(h)) * ctx.noise(x)
+    return x, x0
+
+
+def _check_interpolant_sde(o):
+    if not o["scale"] >= 0:
+        raise ValueError(f"scale must be >= 0, got {o['scale']!r}")
+    if not callable(o["diffusion"]) and o["diffusion"] not in DIFFUSIONS:
+        raise ValueError(
+            f"diffusion must be one of {', '.join(map(repr, DIFFUSIONS))} or a callable w(t); "
+            f"got {o['diffusion']!r}"
+        )
+
+
+INTERPOLANT_SDE = SamplerSpec(
+    "interpolant_sde",
+    _interpolant_sde_step,
+    "Stochastic-interpolant SDE with tunable w(t) (Albergo et al. 2023; SiT): w = 0 is Euler.",
+    "uniform",
+    deterministic=False,
+    options=MappingProxyType({"diffusion": "sigma", "scale": 1.0}),
+    check=_check_interpolant_sde,
+)
+
+SPECS = (
+    ANCESTRAL,
+    DDIM,
+    EULER_MARUYAMA,
+    PC,
+    EDM_HEUN,
+    LANGEVIN,
+    ANNEALED_LANGEVIN,
+    INTERPOLANT_SDE,
+)
 
 sample_langevin = as_function(LANGEVIN)
 sample_annealed_langevin = as_function(ANNEALED_LANGEVIN)
@@ -274,3 +368,4 @@ sample_ddim = as_function(DDIM)
 sample_euler_maruyama = as_function(EULER_MARUYAMA)
 sample_pc = as_function(PC)
 sample_edm_heun = as_function(EDM_HEUN)
+sample_interpolant_sde = as_function(INTERPOLANT_SDE)

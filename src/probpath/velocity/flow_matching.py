@@ -93,7 +93,11 @@ class FlowMatching(PathModel):
         if spec.spacing == "uniform":
             # uniform steps to t = 0 (v is regular at both ends; no extra step)
             return {"grid": make_grid(self.path, steps, "uniform", t_max=t_max, t_min=0.0)}
-        return {"grid": default_grid(self.path, steps, spec, t_max=t_max)}
+        return {
+            "grid": default_grid(
+                self.path, steps, spec, t_max=t_max, sigma_data=self.data_std, dim=self.dim
+            )
+        }
 
     def sample_t(self, n: int) -> torch.Tensor:
         return torch.rand(n, device=self.device, dtype=self.dtype)

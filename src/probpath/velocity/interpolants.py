@@ -24,6 +24,11 @@ is ``dx = [-v + (w^2 / 2) grad log p_t] ds + w dW_s`` (its Fokker-Planck equatio
 ``f x - g^2 score``. SiT writes the same family with time running from noise to data
 (``tau = 1 - t``, velocity ``-v``) and ``w_t`` for our ``w(t)^2``; we keep probpath's time.
 
+The step is the registered sampler ``interpolant_sde``
+(:mod:`probpath.sampling.sde`; options ``diffusion``, ``scale``): every path model can use it,
+``model.sample(n, sampler="interpolant_sde", diffusion="sigma")``, since the conversion hub
+gives both the velocity and the score from one network.
+
 References:
     Albergo, Boffi & Vanden-Eijnden, "Stochastic Interpolants: A Unifying Framework for
     Flows and Diffusions", 2023, §2.4 (Eq. 2.31-2.34). Ma et al., "SiT: Exploring Flow and
@@ -32,7 +37,6 @@ References:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -40,8 +44,9 @@ import torch
 
 from probpath.core.validation import check_choice, check_positive_int
 from probpath.paths.affine import AffinePath
-from probpath.paths.field import Field, PathField
-from probpath.sampling.timesteps import GridValues, check_grid, make_grid
+from probpath.paths.field import PathField
+from probpath.sampling.sde import DIFFUSIONS, diffusion_coefficient, sample_interpolant_sde
+from probpath.sampling.timesteps import make_grid
 from probpath.velocity.flow_matching import FlowMatching
 
 __all__ = [
@@ -53,98 +58,6 @@ __all__ = [
 ]
 
 INTERPOLANTS = ("linear", "gvp")
-
-
-def _zero(t: float, path: AffinePath) -> float:
-    return 0.0
-
-
-def _sigma(t: float, path: AffinePath) -> float:
-    return float(path(torch.tensor(t, dtype=torch.float64)).sigma)
-
-
-def _sde(t: float, path: AffinePath) -> float:
-    return float(path.sde_coefficients(torch.tensor(t, dtype=torch.float64))[1])
-
-
-DIFFUSIONS: dict[str, Callable[[float, AffinePath], float]] = {
-    "zero": _zero,  # the probability-flow ODE
-    "sigma": _sigma,  # w = sigma_t, SiT's default; finite at both ends of linear / GVP paths
-    "sde": _sde,  # w = g(t), the path's SDE (Eq. 42): score SDEs' reverse SDE (Eq. 43)
-}
-
-
-def diffusion_coefficient(
-    diffusion: str | Callable[[float], float], t: float, path: AffinePath, scale: float = 1.0
-) -> float:
-    """``scale * w(t)`` for a name of :data:`DIFFUSIONS` or a callable ``w(t) -> float``."""
-    if callable(diffusion):
-        w = float(diffusion(t))
-    else:
-        check_choice(diffusion, "diffusion", tuple(DIFFUSIONS))
-        w = DIFFUSIONS[diffusion](t, path)
-    w *= scale
-    if not math.isfinite(w) or w < 0:
-        raise ValueError(
-            f"the diffusion coefficient must be finite and >= 0, got w({t:.4g}) = {w}; "
-            "'sde' is infinite where alpha = 0: start the grid below t = 1"
-        )
-    return w
-
-
-def sample_interpolant_sde(
-    field: Field,
-    x_init: torch.Tensor,
-    ts,
-    *,
-    generator: torch.Generator | None = None,
-    callback=None,
-    cond=None,
-    diffusion: str | Callable[[float], float] = "sigma",
-    scale: float = 1.0,
-) -> torch.Tensor:
-    """Euler-Maruyama on the marginal-preserving SDE family (module docstring), 1 NFE per step.
-
-    Args:
-        field: any field (a velocity network, or the oracle); read as ``(x0_hat, eps_hat)``.
-        x_init: the start ``(n, *event)`` at ``ts[0]``.
-        ts: decreasing times (e.g. :func:`~probpath.sampling.timesteps.make_grid`).
-        generator: for the noise.
-        callback: receives ``{"i", "t", "t_next", "x", "x0_hat"}`` after each step.
-        cond: labels for a conditional field.
-        diffusion: ``w(t)``: a name of :data:`DIFFUSIONS` (``"zero"``, ``"sigma"``, ``"sde"``)
-            or a callable of the float time.
-        scale: multiplies ``w``.
-
-    Returns:
-        Samples at ``ts[-1]``. A step that ends at ``sigma = 0`` is the explicit final step
-        ``x = alpha x0_hat`` (as the shared samplers); the last step adds no noise.
-    """
-    if not scale >= 0:
-        raise ValueError(f"scale must be >= 0, got {scale!r}")
-    if not isinstance(field, Field):
-        raise ValueError(f"field must be a probpath Field, got {type(field).__name__}")
-    ts = check_grid(ts)
-    g = GridValues.from_path(field.path, ts)
-    x = x_init
-    last = len(g) - 2
-    for i in range(last + 1):
-        t = torch.full((x.shape[0],), g.t[i], dtype=x.dtype, device=x.device)
-        x0_hat, eps_hat = field.x0_eps(x, t, cond, values=g[i])
-        if g.sigma[i + 1] == 0.0:  # explicit final step to sigma = 0
-            x = g.alpha[i + 1] * x0_hat
-        else:
-            h = g.t[i] - g.t[i + 1]
-            w = diffusion_coefficient(diffusion, g.t[i], field.path, scale)
-            velocity = g.d_alpha[i] * x0_hat + g.d_sigma[i] * eps_hat
-            # (w^2 / 2) score = -(w^2 / (2 sigma)) eps_hat
-            x = x - h * velocity - (h * w * w / (2.0 * g.sigma[i])) * eps_hat
-            if i < last and w > 0.0:
-                noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-                x = x + (w * math.sqrt(h)) * noise
-        if callback is not None:
-            callback({"i": i, "t": g.t[i], "t_next": g.t[i + 1], "x": x, "x0_hat": x0_hat})
-    return x
 
 
 class StochasticInterpolant(FlowMatching):
