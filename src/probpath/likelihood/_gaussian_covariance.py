@@ -35,6 +35,10 @@ __all__ = [
     "natural_parameters",
     "tied_quadratic",
     "covariance_from_scatter",
+    "stacked_whitening",
+    "whitened_log_prob_t",
+    "second_moment_sums",
+    "vech",
 ]
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -188,6 +192,84 @@ def natural_parameters(
 def tied_quadratic(x: torch.Tensor, prec_chol: torch.Tensor) -> torch.Tensor:
     """The shared term ``-½ x^T P x`` of a tied-covariance component, shape ``(n,)``."""
     return -0.5 * (x @ prec_chol).square().sum(1)
+
+
+def vech(m: torch.Tensor) -> torch.Tensor:
+    """The upper triangle (``i <= j``, row by row) of ``(..., d, d)`` as ``(..., d(d+1)/2)``."""
+    i, j = _triu(m.shape[-1], m.device)
+    return m[..., i, j]
+
+
+def stacked_whitening(
+    means: torch.Tensor, prec_chol: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Full covariances in whitened form: ``ln N(x | mu_k, Sigma_k) = c_k - ½ ||x U_k - b_k||^2``.
+
+    With ``U_k`` the upper-triangular precision Cholesky factor, ``(x - mu_k)^T P_k (x - mu_k)
+    = ||(x - mu_k)^T U_k||^2`` and ``b_k = mu_k^T U_k``; the ``K`` factors side by side make
+    the E-step one ``(n, d) @ (d, K d)`` product (what scikit-learn does one component at a
+    time). For large ``d`` this is cheaper than the ``d (d + 1) / 2`` quadratic features of
+    :func:`gaussian_features`, which are rebuilt for every chunk when they do not fit in
+    memory.
+
+    Args:
+        means: ``(K, d)``, in the frame in which ``x`` will be given.
+        prec_chol: ``(K, d, d)``.
+
+    Returns:
+        ``u_stack`` ``(d, K d)`` (column block ``k`` is ``U_k``), ``b`` ``(K d,)`` and
+        ``c`` ``(K,)`` with ``c_k = ln det U_k - (d / 2) ln 2 pi``.
+    """
+    k, d = means.shape
+    u_stack = prec_chol.permute(1, 0, 2).reshape(d, k * d).contiguous()
+    b = (means[:, None, :] @ prec_chol).reshape(k * d)
+    c = log_det_cholesky(prec_chol, "full", d) - 0.5 * d * math.log(2 * math.pi)
+    return u_stack, b, c
+
+
+def whitened_log_prob_t(
+    x: torch.Tensor,
+    u_stack: torch.Tensor,
+    b: torch.Tensor,
+    c: torch.Tensor,
+    out: torch.Tensor,
+    work: torch.Tensor,
+) -> torch.Tensor:
+    """``out[k, n] += ln N(x_n | mu_k, Sigma_k)`` from :func:`stacked_whitening`'s terms.
+
+    Args:
+        x: ``(n, d)``.
+        out: ``(K, n)``, holding what the log-density is added to (e.g. ``ln pi_k``).
+        work: a scratch tensor of ``n K d`` elements (overwritten).
+
+    Returns:
+        ``out``.
+    """
+    n, k = x.shape[0], c.shape[0]
+    y = torch.addmm(b, x, u_stack, beta=-1, out=work.view(n, -1))  # x U_k - b_k
+    sq = y.square_().view(n, k, -1).sum(2)  # (n, K) squared Mahalanobis distances
+    return out.add_(c[:, None]).sub_(sq.T, alpha=0.5)
+
+
+def second_moment_sums(
+    x: torch.Tensor, resp: torch.Tensor, work: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``S2_k = Σ_n γ_nk x_n x_n^T`` for all ``k`` as one ``(d, n) @ (n, K d)`` product.
+
+    Args:
+        x: ``(n, d)``.
+        resp: ``(n, K)`` (a transposed ``(K, n)`` view is fine).
+        work: optional scratch of ``n K d`` elements.
+
+    Returns:
+        ``(K, d, d)``.
+    """
+    n, d = x.shape
+    k = resp.shape[1]
+    shape = (n, k, d)
+    w = torch.empty(shape, dtype=x.dtype, device=x.device) if work is None else work.view(shape)
+    torch.mul(resp[:, :, None], x[:, None, :], out=w)
+    return (x.T @ w.view(n, k * d)).view(d, k, d).transpose(0, 1)
 
 
 def _unvech(v: torch.Tensor, d: int) -> torch.Tensor:

@@ -743,8 +743,25 @@ class GaussianMixture(MixtureEM):
         else:
             self.center_ = (w[:, None] * x).sum(0) / w.sum()
 
+    # full covariances with more features than this use the whitened E-step (``x U_k``)
+    # instead of the ``d (d + 1) / 2`` quadratic features (see ``gc.stacked_whitening``)
+    _QUADRATIC_FEATURES_MAX_D = 16
+
+    def _whitened(self) -> bool:
+        return self.covariance_type == "full" and (
+            self.n_features_in_ > self._QUADRATIC_FEATURES_MAX_D
+        )
+
     def _features(self, x: torch.Tensor) -> torch.Tensor:
+        if self._whitened():
+            return x - self.center_
         return gc.gaussian_features(x - self.center_, self.covariance_type)
+
+    def _rows_per_chunk(self, width: int) -> int:
+        if self.chunk_size is None and self._whitened():
+            # the (rows, K d) scratch of the whitened E-step stays in the cache (~2 MiB)
+            return max(64, (1 << 18) // (self.n_components * width))
+        return super()._rows_per_chunk(width)
 
     # ------------------------------------------------------------- component math
     def _refresh(self) -> None:
@@ -752,16 +769,35 @@ class GaussianMixture(MixtureEM):
             return
         ct = self.covariance_type
         self.precisions_ = gc.precisions_from_cholesky(self.precisions_cholesky_, ct)
-        self._eta = gc.natural_parameters(self.means_ - self.center_, self.precisions_cholesky_, ct)
+        means_c = self.means_ - self.center_
+        if self._whitened():
+            self._whitening = gc.stacked_whitening(means_c, self.precisions_cholesky_)
+        else:
+            self._eta = gc.natural_parameters(means_c, self.precisions_cholesky_, ct)
 
     def _log_joint(self, f: torch.Tensor) -> torch.Tensor:
+        if self._whitened():
+            out = torch.log(self.weights_)[:, None].repeat(1, f.shape[0])
+            return self._whitened_log_joint_t(f, out, fresh=True).T
         out = torch.addmm(torch.log(self.weights_), f, self._eta.T)  # one GEMM
         if self.covariance_type == "tied":
             d = self.n_features_in_
             out = out + gc.tied_quadratic(f[:, :d], self.precisions_cholesky_)[:, None]
         return out
 
+    def _whitened_log_joint_t(
+        self, f: torch.Tensor, out: torch.Tensor, fresh: bool = False
+    ) -> torch.Tensor:
+        """``out += ln p(x | θ_k)`` (``(K, n)``); the scratch is a fit workspace unless
+        ``fresh`` (prediction keeps no buffers)."""
+        shape = (f.shape[0], self.n_components * f.shape[1])
+        work = f.new_empty(shape) if fresh else self._workspace(shape, f, 3)
+        return gc.whitened_log_prob_t(f, *self._whitening, out=out, work=work)
+
     def _log_joint_t(self, f: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        if self._whitened():
+            out.copy_(torch.log(self.weights_)[:, None].expand_as(out))
+            return self._whitened_log_joint_t(f, out)
         torch.addmm(torch.log(self.weights_)[:, None], self._eta, f.T, out=out)  # (K, n)
         if self.covariance_type == "tied":
             d = self.n_features_in_
@@ -769,6 +805,9 @@ class GaussianMixture(MixtureEM):
         return out
 
     def _component_log_prob(self, f: torch.Tensor) -> torch.Tensor:
+        if self._whitened():
+            out = f.new_zeros(self.n_components, f.shape[0])
+            return self._whitened_log_joint_t(f, out, fresh=True).T
         out = f @ self._eta.T
         if self.covariance_type == "tied":
             d = self.n_features_in_
@@ -776,6 +815,9 @@ class GaussianMixture(MixtureEM):
         return out
 
     def _sufficient_statistics(self, f: torch.Tensor, resp: torch.Tensor) -> dict:
+        if self._whitened():  # S2 (K, d, d) and S1 (K, d) instead of resp^T T(x)
+            work = self._workspace((f.shape[0], self.n_components * f.shape[1]), f, 3)
+            return {"S2": gc.second_moment_sums(f, resp, work), "S1": resp.T @ f}
         stats = {"T": responsibility_sums(resp, f)}
         if self.covariance_type == "tied":
             d = self.n_features_in_
@@ -785,7 +827,10 @@ class GaussianMixture(MixtureEM):
 
     def _update_components(self, stats: dict, nk: torch.Tensor) -> None:
         d, ct = self.n_features_in_, self.covariance_type
-        t = stats["T"]
+        if "S2" in stats:  # the whitened full path: the same layout as resp^T T(x)
+            t = torch.cat([gc.vech(stats["S2"]), stats["S1"]], dim=1)
+        else:
+            t = stats["T"]
         offset = {"full": d * (d + 1) // 2, "diag": d, "spherical": 1, "tied": 0}[ct]
         s1 = t[:, offset : offset + d]
         pr = self._prior_values(d) if self.prior is not None else None
