@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 __all__ = ["Covariance", "MatrixCovariance", "vech", "unvech", "eye_like", "triu_pairs"]
@@ -139,6 +140,14 @@ class Covariance:
         """``y`` with covariance ``Sigma_{labels}`` from standard normal ``z`` ``(n, d)``."""
         scale = prec_chol[labels]
         return z / (scale if scale.ndim == 2 else scale[:, None])
+
+    def draw_numpy(self, rng, means, covariances, counts) -> list:
+        """scikit-learn's draws: ``counts[k]`` points of component ``k`` in turn (NumPy)."""
+        d = means.shape[1]
+        return [
+            m + rng.standard_normal(size=(int(s), d)) * np.sqrt(c)
+            for m, c, s in zip(means, covariances, counts)
+        ]
 
     # ------------------------------------------------------------------ M-step
     def _scatter(self, s2, s1, nk, means, xx):

@@ -108,6 +108,10 @@ class _Full(MatrixCovariance):
         torch.mul(resp[:, :, None], x[:, None, :], out=w)
         return (x.T @ w.view(n, -1)).view(d, shape[1], d).transpose(0, 1)
 
+    def draw_numpy(self, rng, means, covariances, counts):
+        triples = zip(means, covariances, counts)
+        return [rng.multivariate_normal(m, c, int(s)) for m, c, s in triples]
+
     def draw(self, z, labels, prec_chol):
         lower = prec_chol[labels].transpose(-1, -2)  # U^T: (U^T)^{-1} z has covariance Σ
         return torch.linalg.solve_triangular(lower, z[:, :, None], upper=False)[:, :, 0]
@@ -165,6 +169,9 @@ class _Tied(MatrixCovariance):
 
     def shared_quadratic(self, x, prec_chol):
         return -0.5 * (x @ prec_chol).square().sum(1)
+
+    def draw_numpy(self, rng, means, covariances, counts):
+        return [rng.multivariate_normal(m, covariances, int(s)) for m, s in zip(means, counts)]
 
     def draw(self, z, labels, prec_chol):
         return torch.linalg.solve_triangular(prec_chol.T, z.T, upper=False).T
