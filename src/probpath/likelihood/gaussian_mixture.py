@@ -26,7 +26,7 @@ class GaussianMixture(MixtureEM):
     """Gaussian mixture fitted by EM, with scikit-learn's parameters (Survey §1.1.2).
 
     ``p(x) = Σ_k π_k N(x | mu_k, Sigma_k)``; the E-step is one matrix product in
-    exponential-family form (see :mod:`probpath.likelihood._gaussian_covariance`); the data
+    exponential-family form (see :mod:`probpath.likelihood.covariance`); the data
     are internally centred at their mean (``center_``) for accuracy.
 
     Args:
