@@ -22,6 +22,7 @@ from sklearn.base import ClusterMixin
 from sklearn.utils import check_random_state
 
 from probpath.likelihood._arrays import ArrayFormat, as_input, as_output
+from probpath.likelihood.covariance import covariance_type
 from probpath.likelihood.em import resolve_dtype
 
 __all__ = ["MixtureAPI"]
@@ -111,18 +112,8 @@ class MixtureAPI(ClusterMixin):
         weights = self.weights_.detach().cpu().numpy().astype(np.float64)
         means = self.means_.detach().cpu().numpy()
         cov = self.covariances_.detach().cpu().numpy()
-        ct = self.covariance_type
         counts = rng.multinomial(n, weights)
-        d = means.shape[1]
-        if ct == "full":
-            parts = [rng.multivariate_normal(m, c, int(s)) for m, c, s in zip(means, cov, counts)]
-        elif ct == "tied":
-            parts = [rng.multivariate_normal(m, cov, int(s)) for m, s in zip(means, counts)]
-        else:
-            parts = [
-                m + rng.standard_normal(size=(int(s), d)) * np.sqrt(c)
-                for m, c, s in zip(means, cov, counts)
-            ]
+        parts = covariance_type(self.covariance_type).draw_numpy(rng, means, cov, counts)
         labels = np.concatenate([np.full(int(s), j, dtype=np.int64) for j, s in enumerate(counts)])
         x = torch.as_tensor(np.vstack(parts), dtype=self.means_.dtype, device=self._device)
         return x, torch.as_tensor(labels, device=self._device)

@@ -18,17 +18,19 @@ fitted attributes ``converged_``, ``n_iter_``, ``lower_bound_`` and ``lower_boun
 A subclass implements a handful of hooks:
 
 * ``_initialize(x, w, rng)`` — set initial parameters (``rng`` is a NumPy ``RandomState``);
-* ``_e_step(x, w) -> (log_prob_norm, log_resp)`` — per-sample mean of ``ln p(x|θ)`` and
-  ``ln q`` (responsibilities, shape ``(N, K)``);
-* ``_m_step(x, w, log_resp)`` — maximise ``Q`` (Eq. 9) given ``q``;
-* ``_compute_lower_bound(log_resp, log_prob_norm) -> float`` — the recorded objective
-  (default: ``log_prob_norm``, which equals ``L(q, θ_old)`` after an exact E-step);
+* ``_e_step(x, w) -> (log_prob_norm, q)`` — per-sample mean of ``ln p(x|θ)`` and the
+  E-step's ``q``: log-responsibilities ``(N, K)``, or whatever summary of them the M-step
+  needs (the fused mixture pass hands over their sufficient statistics);
+* ``_m_step(x, w, q)`` — maximise ``Q`` (Eq. 9) given ``q``;
+* ``_compute_lower_bound(q, log_prob_norm, w) -> float`` — the recorded objective
+  (default: ``log_prob_norm``, which equals ``L(q, θ_old)`` after an exact E-step; the
+  variational mixture returns the ELBO);
 * ``_get_parameters() -> dict`` / ``_set_parameters(dict)`` — snapshot of the fitted state.
 
-A model that fuses both steps in one pass over the data (chunked sufficient statistics,
-see :mod:`probpath.likelihood.mixture`) overrides ``_iterate(x, w) -> float`` instead of
-``_e_step`` / ``_m_step``. Variational models (mean-field VI) reuse the loop unchanged:
-their "E-step" updates ``q`` and ``_compute_lower_bound`` returns the ELBO (Eq. 14).
+``_iterate(x, w) -> float`` runs the three hooks; only stepwise EM
+(:mod:`probpath.likelihood._stepwise`) replaces it, by an epoch of mini-batch steps.
+Variational models reuse the loop unchanged: their "E-step" updates ``q`` and
+``_compute_lower_bound`` returns the ELBO (Eq. 14).
 
 The free functions :func:`evidence_lower_bound`, :func:`kl_to_posterior` and
 :func:`decompose_log_likelihood` compute Eqs. (10)–(12) for a discrete latent variable
@@ -226,13 +228,15 @@ class EMEstimator(Estimator):
     def _initialize(self, x: torch.Tensor, w: torch.Tensor | None, rng: np.random.RandomState):
         raise NotImplementedError(f"{type(self).__name__} must implement _initialize()")
 
-    def _e_step(self, x: torch.Tensor, w: torch.Tensor | None) -> tuple[float, torch.Tensor]:
+    def _e_step(self, x: torch.Tensor, w: torch.Tensor | None) -> tuple[float, Any]:
         raise NotImplementedError(f"{type(self).__name__} must implement _e_step()")
 
-    def _m_step(self, x: torch.Tensor, w: torch.Tensor | None, log_resp: torch.Tensor) -> None:
+    def _m_step(self, x: torch.Tensor, w: torch.Tensor | None, log_resp: Any) -> None:
         raise NotImplementedError(f"{type(self).__name__} must implement _m_step()")
 
-    def _compute_lower_bound(self, log_resp: torch.Tensor, log_prob_norm: float) -> float:
+    def _compute_lower_bound(
+        self, log_resp: Any, log_prob_norm: float, w: torch.Tensor | None = None
+    ) -> float:
         """Default: ``L(q, θ_old) = mean ln p(x|θ_old)`` after an exact E-step (Eq. 10)."""
         return float(log_prob_norm)
 
@@ -240,7 +244,7 @@ class EMEstimator(Estimator):
         """One EM iteration; returns the per-sample lower bound to record."""
         log_prob_norm, log_resp = self._e_step(x, w)
         self._m_step(x, w, log_resp)
-        return self._compute_lower_bound(log_resp, log_prob_norm)
+        return self._compute_lower_bound(log_resp, log_prob_norm, w)
 
     def _get_parameters(self) -> dict[str, Any]:
         raise NotImplementedError(f"{type(self).__name__} must implement _get_parameters()")
