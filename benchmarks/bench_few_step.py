@@ -6,21 +6,22 @@ held-out split by SW2, MMD, energy distance, the Fréchet distance (FD) and prec
 in a digits classifier's features, next to the single-Gaussian baseline; and one 2-D toy
 (moons) by SW2 next to its two-sample noise floor.
 
-Budgets: every teacher trains ``--teacher-seconds`` of wall time; every student
+Budgets are CPU seconds of the process (fair on a shared machine; one thread): every teacher
+trains ``--teacher-seconds`` once and is shared by its students; every student
 ``--seconds`` more (its total is the sum, reported in the ``budget`` column). Teachers:
 ``cfm`` (Heun, 10 steps) and ``ddpm-v`` (DPM-Solver++ 2M, 10 and 20 steps). Students:
 one reflow round of the cfm teacher (2-rectified flow, Euler @1/@2/@10; half the student
 budget, in steps at the teacher's rate) and the 1-step distillation of its ODE map (the other
-half) @1,
-consistency distillation of the cfm teacher @1/@2, consistency training @1/@2,
+half) @1, consistency distillation of the cfm teacher @1/@2, consistency training @1/@2,
 consistency-FM @2, MeanFlow @1, shortcut @1/@4 (these four train from data alone: budget =
 ``--seconds``), progressive distillation of the ddpm-v teacher 16 -> 8 -> 4 DDIM steps in two
 time-budgeted rounds @4. Goals: every 1-2 NFE model beats the Gaussian on every metric; the
 best 1-NFE FD within 1.5x of its teacher's at 10 steps. The FD-vs-NFE curves go to
 ``benchmarks/figures/few_step_fd_vs_nfe.png``.
 
-Run:  .venv/bin/python benchmarks/bench_few_step.py --seconds 60 --teacher-seconds 60 \
-          --threads 2 [--datasets digits,moons]
+Run:  .venv/bin/python benchmarks/bench_few_step.py --seconds 75 --teacher-seconds 150 \
+          [--datasets digits,moons] [--teachers cfm --students consistency --curves A.json]
+      .venv/bin/python benchmarks/bench_few_step.py --merge A.json,B.json   (the figure)
 """
 
 from __future__ import annotations
