@@ -1,0 +1,183 @@
+"""``run_survey``: run the selected tables and write ``tableN.md``, ``report.html`` and
+``survey.json`` (every number with its seed, the budget, versions and the command)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from probpath.compare import resolve_device
+from probpath.core.serialization import atomic_write_bytes
+from probpath.survey.render import aggregate, report_html, table_markdown
+from probpath.survey.runner import SPLIT_SEED, SurveyData, prepare_data, run_table
+from probpath.survey.specs import TABLES, Budget, budget_from
+
+__all__ = ["run_survey", "write_outputs", "merge_outputs", "parse_tables", "parse_seeds"]
+
+
+def parse_tables(text: str | Sequence[int]) -> tuple[int, ...]:
+    """``"1,2,4"`` -> ``(1, 2, 4)``; every number must be a table of :data:`TABLES`."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    try:
+        numbers = tuple(int(str(i).strip()) for i in items if str(i).strip())
+    except ValueError:
+        numbers = ()
+    if not numbers or any(n not in TABLES for n in numbers):
+        raise ValueError(
+            f"tables must be a comma-separated subset of {sorted(TABLES)}, got {text!r}"
+        )
+    return tuple(dict.fromkeys(numbers))
+
+
+def parse_seeds(text: str | Sequence[int]) -> tuple[int, ...]:
+    """``"0,1,2"`` -> ``(0, 1, 2)`` (non-negative integers, at least one)."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    try:
+        seeds = tuple(int(str(i).strip()) for i in items if str(i).strip())
+    except ValueError:
+        seeds = ()
+    if not seeds or any(s < 0 for s in seeds):
+        raise ValueError(f"seeds must be comma-separated non-negative integers, got {text!r}")
+    return tuple(dict.fromkeys(seeds))
+
+
+def _notes(budget: Budget, seeds: tuple[int, ...], data: SurveyData | None) -> list[str]:
+    split = ""
+    if data is not None:
+        split = (
+            f" Data: {data.name}, {len(data.train)} training points, {len(data.test)} held-out "
+            f"points (split seed {SPLIT_SEED}, the same for every seed)."
+        )
+    return [
+        f"Budget '{budget.name}': {budget.train_seconds:g} s of training per model (each "
+        f"entry's quick configuration), {budget.n_eval} samples per row; seeds "
+        f"{', '.join(map(str, seeds))}; cells are mean ± sd over the seeds that ran.{split}",
+        "FD features: Fréchet distance between Gaussian fits of the penultimate features of a "
+        f"classifier trained once on the training split (seed {SPLIT_SEED}), inputs snapped to "
+        "the pixel levels; precision / recall: Kynkäänniemi et al. (k = 3) in the same "
+        "features; class acc.: share of conditional samples the classifier labels as asked.",
+        "Survey column: the published number of the closest method on the survey's data "
+        "(CIFAR-10 / ImageNet / 2D Shapes, FID): a reference for orderings, not comparable in "
+        "value.",
+    ]
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def run_survey(
+    tables: Sequence[int] = (1, 2, 3, 4),
+    *,
+    budget: str | float | Budget = "quick",
+    seeds: Sequence[int] | None = None,
+    device: str = "auto",
+    out_dir: str | Path = "runs/survey",
+    command: str = "",
+    verbose: bool = True,
+) -> dict[str, Any]:
+    """Run the survey's tables and write ``table<N>.md``, ``report.html``, ``survey.json``.
+
+    Args:
+        tables: table numbers (keys of :data:`~probpath.survey.specs.TABLES`).
+        budget: "quick" (≤ 10 min on 2 CPU cores), "standard" (the reported run), a number of
+            training seconds per model, or a :class:`Budget`.
+        seeds: training seeds (default: the budget's).
+        device: "auto", "cpu" or "cuda[:i]".
+        out_dir: output directory (created).
+        command: the command line recorded in the outputs.
+        verbose: one line per row and seed on stderr.
+
+    Returns:
+        The JSON document written to ``survey.json`` (non-finite numbers as ``None``).
+    """
+    numbers = parse_tables(list(tables))
+    plan = budget if isinstance(budget, Budget) else budget_from(budget)
+    seeds = parse_seeds(list(seeds)) if seeds is not None else plan.seeds
+    dev = resolve_device(device)
+    from probpath.training.seeding import environment
+
+    def say(message: str) -> None:
+        if verbose:
+            print(message, file=sys.stderr, flush=True)
+
+    start = time.perf_counter()
+    cache: dict[str, SurveyData] = {}
+    doc_tables: dict[str, Any] = {}
+    for number in numbers:
+        spec = TABLES[number]
+        if spec.dataset not in cache:
+            say(f"survey: preparing {spec.dataset} (split, feature classifier)")
+            cache[spec.dataset] = prepare_data(spec.dataset, plan.n_eval)
+        data = cache[spec.dataset]
+        t0 = time.perf_counter()
+        result = run_table(spec, plan, seeds, dev, data=data, log=say)
+        doc_tables[str(number)] = {
+            "spec": asdict(spec),
+            "records": result["records"],
+            "summary": aggregate(spec, result["records"]),
+            "floor": result["floor"],
+            "notes": _notes(plan, seeds, data),
+            "seconds": time.perf_counter() - t0,
+        }
+        say(f"survey: table {number} done in {time.perf_counter() - t0:.0f} s")
+    doc = {
+        "command": command,
+        "budget": asdict(plan),
+        "seeds": list(seeds),
+        "device": str(dev),
+        "environment": environment(dev),
+        "split_seed": SPLIT_SEED,
+        "seconds": time.perf_counter() - start,
+        "tables": doc_tables,
+    }
+    write_outputs(doc, out_dir)
+    say(f"survey: done in {time.perf_counter() - start:.0f} s -> {out_dir}")
+    return _finite(doc)
+
+
+def write_outputs(doc: dict[str, Any], out_dir: str | Path) -> None:
+    """Write ``table<N>.md`` for every table of ``doc``, ``report.html`` and ``survey.json``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    doc = _finite(doc)
+    rendered = []
+    for key in sorted(doc["tables"], key=int):
+        entry = doc["tables"][key]
+        spec = TABLES[int(key)]
+        parts = (spec, entry["summary"], entry["floor"], entry["notes"])
+        atomic_write_bytes(out / f"table{key}.md", table_markdown(*parts).encode())
+        rendered.append(parts)
+    text = json.dumps(doc, indent=1, allow_nan=False, ensure_ascii=False) + "\n"
+    atomic_write_bytes(out / "survey.json", text.encode())
+    page = report_html(rendered, command=str(doc["command"]), environment=doc["environment"])
+    atomic_write_bytes(out / "report.html", page.encode())
+
+
+def merge_outputs(runs: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any]:
+    """Join the ``survey.json`` of runs that each did some tables (e.g. in parallel
+    processes) into one set of outputs in ``out_dir``; their budgets must agree. A table
+    present in several runs is taken from the last."""
+    docs = [json.loads((Path(r) / "survey.json").read_text()) for r in runs]
+    if not docs:
+        raise ValueError("merge_outputs needs at least one run directory")
+    if any(d["budget"] != docs[0]["budget"] for d in docs):
+        raise ValueError("the runs have different budgets; merge only runs of one budget")
+    merged = dict(docs[0])
+    merged["command"] = " ; ".join(dict.fromkeys(d["command"] for d in docs))
+    merged["seconds"] = sum(d["seconds"] for d in docs)
+    merged["tables"] = {k: v for d in docs for k, v in d["tables"].items()}
+    write_outputs(merged, out_dir)
+    return merged
