@@ -47,12 +47,12 @@ def parse_seeds(text: str | Sequence[int]) -> tuple[int, ...]:
     return tuple(dict.fromkeys(seeds))
 
 
-def _notes(budget: Budget, seeds: tuple[int, ...], data: SurveyData | None) -> list[str]:
+def _notes(budget: Budget, seeds: Sequence[int], data: dict[str, Any] | None) -> list[str]:
     split = ""
     if data is not None:
         split = (
-            f" Data: {data.name}, {len(data.train)} training points, {len(data.test)} held-out "
-            f"points (split seed {SPLIT_SEED}, the same for every seed)."
+            f" Data: {data['name']}, {data['n_train']} training points, {data['n_test']} "
+            f"held-out points (split seed {SPLIT_SEED}, the same for every seed)."
         )
     return [
         f"Budget '{budget.name}': {budget.train_seconds:g} s of training per model (each "
@@ -124,12 +124,14 @@ def run_survey(
         data = cache[spec.dataset]
         t0 = time.perf_counter()
         result = run_table(spec, plan, seeds, dev, data=data, log=say)
+        about = {"name": data.name, "n_train": len(data.train), "n_test": len(data.test)}
         doc_tables[str(number)] = {
             "spec": asdict(spec),
+            "data": about,
             "records": result["records"],
             "summary": aggregate(spec, result["records"]),
             "floor": result["floor"],
-            "notes": _notes(plan, seeds, data),
+            "notes": _notes(plan, seeds, about),
             "seconds": time.perf_counter() - t0,
         }
         say(f"survey: table {number} done in {time.perf_counter() - t0:.0f} s")
@@ -167,17 +169,36 @@ def write_outputs(doc: dict[str, Any], out_dir: str | Path) -> None:
 
 
 def merge_outputs(runs: Sequence[str | Path], out_dir: str | Path) -> dict[str, Any]:
-    """Join the ``survey.json`` of runs that each did some tables (e.g. in parallel
-    processes) into one set of outputs in ``out_dir``; their budgets must agree. A table
-    present in several runs is taken from the last."""
+    """Join the ``survey.json`` of runs that each did some tables or seeds (e.g. in parallel
+    processes) into one set of outputs in ``out_dir``. Their budgets must agree; the records
+    of a table found in several runs are pooled (a seed run twice is kept once, the last)."""
     docs = [json.loads((Path(r) / "survey.json").read_text()) for r in runs]
     if not docs:
         raise ValueError("merge_outputs needs at least one run directory")
     if any(d["budget"] != docs[0]["budget"] for d in docs):
         raise ValueError("the runs have different budgets; merge only runs of one budget")
-    merged = dict(docs[0])
-    merged["command"] = " ; ".join(dict.fromkeys(d["command"] for d in docs))
-    merged["seconds"] = sum(d["seconds"] for d in docs)
-    merged["tables"] = {k: v for d in docs for k, v in d["tables"].items()}
-    write_outputs(merged, out_dir)
-    return merged
+    plan = Budget(**{**docs[0]["budget"], "seeds": tuple(docs[0]["budget"]["seeds"])})
+    tables: dict[str, Any] = {}
+    for d in docs:
+        for key, table in d["tables"].items():
+            if key not in tables:
+                tables[key] = {**table, "records": [], "seconds": 0.0}
+            merged = tables[key]
+            merged["floor"] = table["floor"]
+            merged["seconds"] += table["seconds"]
+            keep = {(r["row"], r["seed"]) for r in table["records"]}
+            merged["records"] = [
+                r for r in merged["records"] if (r["row"], r["seed"]) not in keep
+            ] + table["records"]
+    for key, table in tables.items():
+        seeds = sorted({r["seed"] for r in table["records"] if r["seed"] is not None})
+        table["records"].sort(key=lambda r: -1 if r["seed"] is None else r["seed"])
+        table["summary"] = aggregate(TABLES[int(key)], table["records"])
+        table["notes"] = _notes(plan, seeds, table.get("data"))
+    merged_doc = dict(docs[0])
+    merged_doc["command"] = " ; ".join(dict.fromkeys(d["command"] for d in docs))
+    merged_doc["seconds"] = sum(d["seconds"] for d in docs)
+    merged_doc["seeds"] = sorted({s for d in docs for s in d["seeds"]})
+    merged_doc["tables"] = dict(sorted(tables.items(), key=lambda kv: int(kv[0])))
+    write_outputs(merged_doc, out_dir)
+    return merged_doc

@@ -95,7 +95,7 @@ class Budget:
 
 BUDGETS: dict[str, Budget] = {
     "quick": Budget("quick", 6.0, 500, 64, 300, 4000, 20.0, (0,)),
-    "standard": Budget("standard", 12.0, 1000, 200, 1000, 20000, 45.0, (0, 1, 2)),
+    "standard": Budget("standard", 10.0, 500, 100, 500, 10000, 30.0, (0, 1, 2)),
 }
 
 
