@@ -15,7 +15,13 @@ from typing import Any
 from probpath.compare import resolve_device
 from probpath.core.serialization import atomic_write_bytes
 from probpath.survey.render import aggregate, report_html, table_markdown
-from probpath.survey.runner import SPLIT_SEED, SurveyData, prepare_data, run_table
+from probpath.survey.runner import (
+    SPLIT_SEED,
+    SurveyData,
+    needs_features,
+    prepare_data,
+    run_table,
+)
 from probpath.survey.specs import TABLES, Budget, budget_from
 
 __all__ = ["run_survey", "write_outputs", "merge_outputs", "parse_tables", "parse_seeds"]
@@ -114,14 +120,17 @@ def run_survey(
             print(message, file=sys.stderr, flush=True)
 
     start = time.perf_counter()
-    cache: dict[str, SurveyData] = {}
+    cache: dict[tuple[str, bool], SurveyData] = {}
     doc_tables: dict[str, Any] = {}
     for number in numbers:
         spec = TABLES[number]
-        if spec.dataset not in cache:
-            say(f"survey: preparing {spec.dataset} (split, feature classifier)")
-            cache[spec.dataset] = prepare_data(spec.dataset, plan.n_eval)
-        data = cache[spec.dataset]
+        key = (spec.dataset, needs_features(spec))
+        if key not in cache and (spec.dataset, True) in cache:
+            key = (spec.dataset, True)  # a feature classifier already trained does no harm
+        if key not in cache:
+            say(f"survey: preparing {spec.dataset} (split{', feature classifier' * key[1]})")
+            cache[key] = prepare_data(spec.dataset, plan.n_eval, features=key[1])
+        data = cache[key]
         t0 = time.perf_counter()
         result = run_table(spec, plan, seeds, dev, data=data, log=say)
         about = {"name": data.name, "n_train": len(data.train), "n_test": len(data.test)}

@@ -33,7 +33,15 @@ from probpath.data.dataset import Dataset
 from probpath.survey.disentanglement import score_factor_vae, train_factor_vae
 from probpath.survey.specs import Budget, RowSpec, TableSpec
 
-__all__ = ["SPLIT_SEED", "SurveyData", "prepare_data", "run_table", "PENDING"]
+__all__ = [
+    "SPLIT_SEED",
+    "PENDING",
+    "SurveyData",
+    "prepare_data",
+    "needs_data",
+    "needs_features",
+    "run_table",
+]
 
 #: Seed of every data set's train / held-out split and of its feature classifier.
 SPLIT_SEED = 0
@@ -59,8 +67,9 @@ class SurveyData:
     extractor: Any
 
 
-def prepare_data(name: str, n_eval: int) -> SurveyData:
-    """Load ``name``, split it with :data:`SPLIT_SEED`, train the feature classifier."""
+def prepare_data(name: str, n_eval: int, *, features: bool = True) -> SurveyData:
+    """Load ``name``, split it with :data:`SPLIT_SEED`, train the feature classifier (only
+    with ``features``: tables without sample rows do not need it)."""
     from probpath.data import load_dataset
     from probpath.metrics import fit_feature_extractor
 
@@ -69,10 +78,12 @@ def prepare_data(name: str, n_eval: int) -> SurveyData:
     test = test.subset(torch.arange(min(n_eval, len(test))))
     probe = DataSpace.for_entry(data)
     reference = dequantize_held_out(test.x.double(), probe, SPLIT_SEED + 1)
-    grid = {}
-    if probe.bin_width is not None:  # judge inputs snapped to the pixel levels, as FID does
-        grid = {"n_levels": probe.n_levels, "value_range": probe.value_range}
-    extractor = fit_feature_extractor(train.x.double(), train.y, seed=SPLIT_SEED, **grid)
+    extractor = None
+    if features:
+        grid = {}
+        if probe.bin_width is not None:  # judge inputs snapped to the pixel levels, as FID does
+            grid = {"n_levels": probe.n_levels, "value_range": probe.value_range}
+        extractor = fit_feature_extractor(train.x.double(), train.y, seed=SPLIT_SEED, **grid)
     return SurveyData(name, train, test, reference, extractor)
 
 
@@ -201,6 +212,16 @@ class _Runner:
         return {**info, **self.sample_row(model, space, row)}
 
 
+def needs_data(spec: TableSpec) -> bool:
+    """Whether a row of ``spec`` trains or scores on the table's data set."""
+    return any(r.kind != "factor_cls" for r in spec.rows)
+
+
+def needs_features(spec: TableSpec) -> bool:
+    """Whether a row of ``spec`` is scored in the feature classifier's space."""
+    return any(r.kind in ("sample", "solver") for r in spec.rows)
+
+
 def run_table(
     spec: TableSpec,
     budget: Budget,
@@ -219,9 +240,8 @@ def run_table(
     """
     say = log or (lambda m: print(m, file=sys.stderr, flush=True))
     known = set(model_names())
-    needs_data = any(r.kind != "factor_cls" for r in spec.rows)
-    if data is None and needs_data:
-        data = prepare_data(spec.dataset, budget.n_eval)
+    if data is None and needs_data(spec):
+        data = prepare_data(spec.dataset, budget.n_eval, features=needs_features(spec))
     records: list[dict[str, Any]] = []
     for row in spec.rows:
         if row.entry not in known:
