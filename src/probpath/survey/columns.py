@@ -42,6 +42,7 @@ COLUMNS: dict[str, Column] = {
         Column("recall", "Recall", "", True, 2),
         Column("class_accuracy", "Class acc.", "%", True, 3),
         Column("train_seconds", "Train", "s", None, 2),
+        Column("train_steps", "Steps", "", None, 4),
         Column("sample_seconds_per_1k", "Sample", "s / 1k", None, 2),
         Column("bits_per_dim", "Bits/dim", "bits/dim", False, 4),
         Column("factor_cls", "Factor-CLS", "%", True, 3),

@@ -202,6 +202,7 @@ def merge_outputs(runs: Sequence[str | Path], out_dir: str | Path) -> dict[str, 
     for key, table in tables.items():
         seeds = sorted({r["seed"] for r in table["records"] if r["seed"] is not None})
         table["records"].sort(key=lambda r: -1 if r["seed"] is None else r["seed"])
+        table["spec"] = asdict(TABLES[int(key)])
         table["summary"] = aggregate(TABLES[int(key)], table["records"])
         table["notes"] = _notes(plan, seeds, table.get("data"))
     merged_doc = dict(docs[0])

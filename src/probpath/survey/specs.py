@@ -126,7 +126,15 @@ TABLES: dict[int, TableSpec] = {
         1,
         "Unconditional generation on digits (8×8): families and solvers",
         "digits",
-        ("nfe", "fd_features", "precision", "recall", "train_seconds", "sample_seconds_per_1k"),
+        (
+            "nfe",
+            "fd_features",
+            "precision",
+            "recall",
+            "train_seconds",
+            "train_steps",
+            "sample_seconds_per_1k",
+        ),
         (
             RowSpec("ddpm", "ddpm", steps=100, published=f"no DDPM row in {_T1}"),
             RowSpec(
@@ -192,7 +200,7 @@ TABLES: dict[int, TableSpec] = {
         2,
         "Class-conditional generation on digits (8×8): UNet vs DiT vs SiT with guidance",
         "digits",
-        ("nfe", "params", "fd_features", "precision", "recall", "class_accuracy"),
+        ("nfe", "params", "fd_features", "precision", "recall", "class_accuracy", "train_steps"),
         (
             RowSpec(
                 "UNet (DDPM)",
@@ -244,7 +252,7 @@ TABLES: dict[int, TableSpec] = {
         3,
         "Class-conditional generation on shapes2d (32×32, label = shape): UNet vs DiT vs SiT",
         "shapes2d",
-        ("nfe", "params", "fd_features", "precision", "recall", "class_accuracy"),
+        ("nfe", "params", "fd_features", "precision", "recall", "class_accuracy", "train_steps"),
         (
             RowSpec(
                 "UNet (DDPM)",
@@ -285,7 +293,7 @@ TABLES: dict[int, TableSpec] = {
         4,
         "Disentanglement on shapes2d and bits/dim on digits",
         "digits",
-        ("factor_cls", "bits_per_dim", "train_seconds"),
+        ("factor_cls", "bits_per_dim", "train_seconds", "train_steps"),
         (
             RowSpec("VAE (β = 1)", "vae", "factor_cls", published=f"VAE: 21.77 % — {_T4}"),
             RowSpec("β-VAE (β = 4)", "beta-vae", "factor_cls", published=f"β-VAE: 43.04 % — {_T4}"),
