@@ -62,7 +62,8 @@ def _notes(budget: Budget, seeds: Sequence[int], data: dict[str, Any] | None) ->
         )
     return [
         f"Budget '{budget.name}': {budget.train_seconds:g} s of training per model (each "
-        f"entry's quick configuration), {budget.n_eval} samples per row; seeds "
+        f"entry's quick configuration), as many samples per row as held-out points (at "
+        f"most {budget.n_eval}); seeds "
         f"{', '.join(map(str, seeds))}; cells are mean ± sd over the seeds that ran.{split}",
         "FD features: Fréchet distance between Gaussian fits of the penultimate features of a "
         f"classifier trained once on the training split (seed {SPLIT_SEED}), inputs snapped to "
