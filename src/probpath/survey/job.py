@@ -27,30 +27,31 @@ from probpath.survey.specs import TABLES, Budget, budget_from
 __all__ = ["run_survey", "write_outputs", "merge_outputs", "parse_tables", "parse_seeds"]
 
 
-def parse_tables(text: str | Sequence[int]) -> tuple[int, ...]:
-    """``"1,2,4"`` -> ``(1, 2, 4)``; every number must be a table of :data:`TABLES`."""
+def _int_list(text: str | Sequence[int]) -> tuple[int, ...]:
+    """``"1, 4,1"`` -> ``(1, 4)`` (order kept, repeats dropped); ``()`` if not integers."""
     items = text.split(",") if isinstance(text, str) else list(text)
     try:
-        numbers = tuple(int(str(i).strip()) for i in items if str(i).strip())
+        return tuple(dict.fromkeys(int(str(i).strip()) for i in items if str(i).strip()))
     except ValueError:
-        numbers = ()
+        return ()
+
+
+def parse_tables(text: str | Sequence[int]) -> tuple[int, ...]:
+    """``"1,2,4"`` -> ``(1, 2, 4)``; every number must be a table of :data:`TABLES`."""
+    numbers = _int_list(text)
     if not numbers or any(n not in TABLES for n in numbers):
         raise ValueError(
             f"tables must be a comma-separated subset of {sorted(TABLES)}, got {text!r}"
         )
-    return tuple(dict.fromkeys(numbers))
+    return numbers
 
 
 def parse_seeds(text: str | Sequence[int]) -> tuple[int, ...]:
     """``"0,1,2"`` -> ``(0, 1, 2)`` (non-negative integers, at least one)."""
-    items = text.split(",") if isinstance(text, str) else list(text)
-    try:
-        seeds = tuple(int(str(i).strip()) for i in items if str(i).strip())
-    except ValueError:
-        seeds = ()
+    seeds = _int_list(text)
     if not seeds or any(s < 0 for s in seeds):
         raise ValueError(f"seeds must be comma-separated non-negative integers, got {text!r}")
-    return tuple(dict.fromkeys(seeds))
+    return seeds
 
 
 def _notes(budget: Budget, seeds: Sequence[int], data: dict[str, Any] | None) -> list[str]:
