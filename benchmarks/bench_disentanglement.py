@@ -1,6 +1,7 @@
 """beta-VAE (beta = 4) vs VAE (beta = 1) Factor-CLS on shapes2d, over several seeds (Table 4).
 
-Protocol (all choices fixed before any run; see benchmarks/README.md for the numbers):
+Protocol (all choices fixed before any run; the code is :mod:`probpath.survey.disentanglement`,
+which ``probpath survey --tables 4`` runs too; see benchmarks/README.md for the numbers):
 
 * data: ``make_shapes2d(n_images, seed=1000 + seed)`` (32x32 binary, factors uniform on the
   3 x 6 x 8 x 8 x 8 grid), pixels in {0, 1};
@@ -22,67 +23,28 @@ import argparse
 import json
 import math
 import statistics
-import time
 
 import torch
 
-from probpath.data import SHAPES2D_SIZES, make_shapes2d, render_shapes2d
-from probpath.likelihood import VAE
+from probpath.data import render_shapes2d
 from probpath.likelihood.vae.common import kl_standard_normal
-from probpath.metrics import factor_cls_score
+from probpath.survey.disentanglement import grid_factors, score_factor_vae, train_factor_vae
 
 
-def grid_factors() -> torch.Tensor:
-    """All 9,216 factor vectors in row-major order of SHAPES2D_SIZES."""
-    axes = [torch.arange(k) for k in SHAPES2D_SIZES]
-    return torch.cartesian_prod(*axes)
-
-
-def grid_index(factors: torch.Tensor) -> torch.Tensor:
-    """Row of ``factors`` in :func:`grid_factors` (mixed-radix number)."""
-    index = torch.zeros(len(factors), dtype=torch.long)
-    for j, k in enumerate(SHAPES2D_SIZES):
-        index = index * k + factors[:, j]
-    return index
-
-
-def train(beta: float, seed: int, args) -> tuple[VAE, float]:
-    torch.manual_seed(seed)
-    data = make_shapes2d(args.n_images, seed=1000 + seed).x
-    model = VAE(
-        (1, 32, 32),
+def train(beta: float, seed: int, args):
+    run = train_factor_vae(
+        beta,
+        seed,
+        steps=args.steps,
+        n_images=args.n_images,
         latent_dim=args.latent_dim,
         hidden=args.hidden,
-        likelihood="bernoulli",
-        data_range=(0.0, 1.0),
-        beta=beta,
     )
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    g = torch.Generator().manual_seed(seed)
-    start = time.perf_counter()
-    model.train()
-    for _ in range(args.steps):
-        batch = data[torch.randint(0, len(data), (64,), generator=g)]
-        loss = model.loss(batch).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
-    return model, time.perf_counter() - start
+    return run.model, run.seconds
 
 
-@torch.no_grad()
-def score(model: VAE, seed: int, images: torch.Tensor, args):
-    codes = torch.cat([model.encode(chunk)[0] for chunk in images.split(1024)]).double()
-    return factor_cls_score(
-        lambda z: z,
-        lambda f: codes[grid_index(f)],
-        SHAPES2D_SIZES,
-        n_pairs=64,
-        n_train=args.n_train,
-        n_test=args.n_test,
-        generator=torch.Generator().manual_seed(seed),
-    )
+def score(model, seed: int, images: torch.Tensor, args):
+    return score_factor_vae(model, seed, n_train=args.n_train, n_test=args.n_test, images=images)
 
 
 def main() -> None:

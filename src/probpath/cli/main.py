@@ -1,4 +1,5 @@
-"""The ``probpath`` command: ``info``, ``fit``, ``sample``, ``evaluate``, ``restore``, ``compare``.
+"""The ``probpath`` command: ``info``, ``fit``, ``sample``, ``evaluate``, ``restore``,
+``compare``, ``survey``.
 
 One module per command (:mod:`probpath.cli.fit`, ...), the shared option checks in
 :mod:`probpath.cli.options`, and one error boundary in :mod:`probpath.cli.errors`: bad input
@@ -19,6 +20,7 @@ from probpath.cli import (  # noqa: F401 - each module registers its command
     info,
     restore,
     sample,
+    survey,
 )
 from probpath.cli.app import app
 
