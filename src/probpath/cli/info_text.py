@@ -91,6 +91,7 @@ INFO_TEXT = "\n".join(
         "  edm_heun           EDM's Heun sampler (Karras et al. 2022, Alg. 2) in sigma_tilde, optional churn.",
         "  langevin           Unadjusted Langevin dynamics, Eq. (32): n_steps steps of step_size at each grid time.",
         "  annealed_langevin  Annealed Langevin dynamics (NCSN, Song & Ermon 2019, Alg. 1; survey §2.2).",
+        "  interpolant_sde    Stochastic-interpolant SDE with tunable w(t) (Albergo et al. 2023; SiT): w = 0 is Euler.",
         "",
         "Guidance (conditional path models): probpath sample RUN --class C --guidance W (classifier-free, (1 + w) f(x, t, c) - w f(x, t, null); NFE N×2)",
         "Classifier guidance (path models): probpath fit classifier --run RUN --out CLF, then probpath sample RUN --class C --classifier CLF --classifier-scale S",
