@@ -39,7 +39,10 @@ def test_pending_and_failed_rows_are_listed_not_dropped():
         "t",
         "digits",
         ("fd_features",),
-        (RowSpec("latent", "ldm"), RowSpec("solver", "ddpm", "solver", base="never-trained")),
+        (
+            RowSpec("latent", "no-such-entry"),
+            RowSpec("solver", "ddpm", "solver", base="never-trained"),
+        ),
         noise_floor=False,
     )
     data = SurveyData("digits", None, None, torch.zeros(1), None)

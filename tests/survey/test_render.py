@@ -15,7 +15,7 @@ SPEC = TableSpec(
     ("nfe", "fd_features", "precision"),
     (
         RowSpec("a", "cfm", published="P: 1.0"),
-        RowSpec("b", "ldm"),
+        RowSpec("b", "no-such-entry"),
         RowSpec("c", "gan"),
     ),
     note="a note",
@@ -63,7 +63,7 @@ def test_markdown_lists_pending_and_failed_rows_with_their_reason():
     lines = md.splitlines()
     assert lines[0] == "## Table 9: test <table>"
     assert lines[2] == (
-        "| Model | NFE ↓ | FD features ↓ | Precision ↑ | Status | Survey (published) |"
+        "| Model | NFE ↓ | FD features ↓ | precision ↑ | Status | Survey (published) |"
     )
     b = next(line for line in lines if line.startswith("| b |"))
     assert PENDING in b

@@ -11,6 +11,8 @@ METRIC_NAMES = (
     "energy",
     "fd",
     "fd_features",
+    "precision",
+    "recall",
     "class_accuracy",
     "fd_per_class",
 )
@@ -111,6 +113,8 @@ INFO_TEXT = "\n".join(
         "  energy          ↓ samples                      energy distance 2E|X-Y| - E|X-X'| - E|Y-Y'|",
         "  fd              ↓ samples                      Fréchet distance between Gaussian fits in pixel space (compares means and covariances only, which a fitted Gaussian matches: a diagnostic)",
         "  fd_features     ↓ labels, features             Fréchet distance between Gaussian fits of the penultimate features of a classifier of the data set (the FID recipe with a domain classifier instead of Inception)",
+        "  precision       ↑ labels, features             improved precision (Kynkäänniemi et al. 2019, k = 3) in the classifier's features: share of samples inside the held-out data's k-NN balls",
+        "  recall          ↑ labels, features             improved recall (k = 3) in the classifier's features: share of held-out points inside the samples' k-NN balls",
         "  class_accuracy  ↑ labels, features, per class  share of class-conditional samples that the data set's classifier assigns to the class they were drawn for",
         "  fd_per_class    ↓ labels, features, per class  Fréchet distance in the classifier's features between the samples drawn for class c and the held-out points of class c, averaged over the classes",
     ]

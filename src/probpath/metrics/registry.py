@@ -164,6 +164,21 @@ def _fd_features(inputs: MetricInputs) -> float:
     return float(feature_frechet_distance(a, b, _extractor(inputs, "fd_features")))
 
 
+def _precision_recall(inputs: MetricInputs, name: str):
+    from probpath.metrics.features import feature_precision_recall
+
+    a, b = _pair(inputs, name)
+    return feature_precision_recall(b, a, _extractor(inputs, name))
+
+
+def _precision(inputs: MetricInputs) -> float:
+    return float(_precision_recall(inputs, "precision").precision)
+
+
+def _recall(inputs: MetricInputs) -> float:
+    return float(_precision_recall(inputs, "recall").recall)
+
+
 def _labels(x: torch.Tensor | None, what: str, name: str) -> torch.Tensor:
     if x is None:
         raise ValueError(f"metric {name!r} needs {what} (class-conditional samples)")
@@ -211,6 +226,12 @@ _SPECS = (
     _spec("fd_features", _fd_features, "FD features", "Fréchet distance between Gaussian fits "
           "of the penultimate features of a classifier of the data set (the FID recipe with a "
           "domain classifier instead of Inception)", **_FEATURES),
+    _spec("precision", _precision, "precision", "improved precision (Kynkäänniemi et al. "
+          "2019, k = 3) in the classifier's features: share of samples inside the held-out "
+          "data's k-NN balls", higher_is_better=True, in_compare=False, **_FEATURES),
+    _spec("recall", _recall, "recall", "improved recall (k = 3) in the classifier's "
+          "features: share of held-out points inside the samples' k-NN balls",
+          higher_is_better=True, in_compare=False, **_FEATURES),
     _spec("class_accuracy", _class_accuracy, "class acc.", "share of class-conditional "
           "samples that the data set's classifier assigns to the class they were drawn for",
           higher_is_better=True, per_class=True, **_FEATURES),

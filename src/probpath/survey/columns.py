@@ -1,12 +1,15 @@
 """Every column the survey tables can show: header, unit and direction, in ONE mapping.
 
-When ``probpath.metrics.registry.METRICS`` exists, this mapping is the one place to replace
-with a view of it (name -> header / unit / ``higher_is_better``).
+The metric columns are views of :data:`probpath.metrics.registry.METRICS` (label and
+direction; the survey prints shares in %); the others (NFE, parameters, times, bits/dim,
+Factor-CLS) are the survey's own.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from probpath.metrics.registry import METRICS
 
 __all__ = ["Column", "COLUMNS", "header"]
 
@@ -32,15 +35,22 @@ class Column:
     text: bool = False
 
 
+def _metric(name: str, unit: str | None = None, digits: int = 3) -> Column:
+    """The column of registered metric ``name`` (its label and direction)."""
+    spec = METRICS[name]
+    return Column(name, spec.label, spec.unit if unit is None else unit, spec.higher_is_better,
+                  digits)  # fmt: skip
+
+
 COLUMNS: dict[str, Column] = {
     c.name: c
     for c in (
         Column("nfe", "NFE", "", False, text=True),
         Column("params", "Params", "×10³", None, 4),
-        Column("fd_features", "FD features", "", False),
-        Column("precision", "Precision", "", True, 2),
-        Column("recall", "Recall", "", True, 2),
-        Column("class_accuracy", "Class acc.", "%", True, 3),
+        _metric("fd_features"),
+        _metric("precision", digits=2),
+        _metric("recall", digits=2),
+        _metric("class_accuracy", "%"),
         Column("train_seconds", "Train", "s", None, 2),
         Column("train_steps", "Steps", "", None, 4),
         Column("sample_seconds_per_1k", "Sample", "s / 1k", None, 2),

@@ -57,7 +57,8 @@ class SurveyData:
         name: data set name.
         train, test: the fixed split (``test`` cut to the budget's ``n_eval`` points).
         reference: the held-out points dequantised once (seeded), original space.
-        extractor: the feature classifier (:func:`probpath.metrics.fit_feature_extractor`).
+        extractor: the feature classifier (:func:`probpath.metrics.extractor_for`: the
+            shipped one for digits).
     """
 
     name: str
@@ -68,22 +69,19 @@ class SurveyData:
 
 
 def prepare_data(name: str, n_eval: int, *, features: bool = True) -> SurveyData:
-    """Load ``name``, split it with :data:`SPLIT_SEED`, train the feature classifier (only
+    """Load ``name``, split it with :data:`SPLIT_SEED`, get the feature classifier (only
     with ``features``: tables without sample rows do not need it)."""
     from probpath.data import load_dataset
-    from probpath.metrics import fit_feature_extractor
+    from probpath.metrics import extractor_for
 
     data = load_dataset(name, seed=SPLIT_SEED)
     train, test = data.split(0.2, seed=SPLIT_SEED)
     test = test.subset(torch.arange(min(n_eval, len(test))))
     probe = DataSpace.for_entry(data)
     reference = dequantize_held_out(test.x.double(), probe, SPLIT_SEED + 1)
-    extractor = None
-    if features:
-        grid = {}
-        if probe.bin_width is not None:  # judge inputs snapped to the pixel levels, as FID does
-            grid = {"n_levels": probe.n_levels, "value_range": probe.value_range}
-        extractor = fit_feature_extractor(train.x.double(), train.y, seed=SPLIT_SEED, **grid)
+    # the protocol's feature space: the shipped classifier for digits, else one fitted with a
+    # fixed seed on this fixed split (metrics.extractor_for)
+    extractor = extractor_for(train, seed=SPLIT_SEED) if features else None
     return SurveyData(name, train, test, reference, extractor)
 
 

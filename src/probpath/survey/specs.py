@@ -1,9 +1,9 @@
 """The four tables as data: one :class:`TableSpec` per table, one :class:`RowSpec` per row.
 
 A row names a catalog entry (``probpath info``) and how it is run; adding a row is one line.
-Rows whose entry is not in this build (``ldm``, ``latent-cfm``) are kept and printed as
-"pending: entry not in this build". ``published`` is the survey's number for the closest
-method, with its table (Tables 1–4 of the survey, CIFAR-10 / ImageNet / 2D Shapes).
+A row whose entry is not in the build is kept and printed as "pending: entry not in this
+build". ``published`` is the survey's number for the closest method, with its table
+(Tables 1–4 of the survey, CIFAR-10 / ImageNet / 2D Shapes).
 """
 
 from __future__ import annotations
@@ -145,6 +145,7 @@ TABLES: dict[int, TableSpec] = {
             ),
             RowSpec("edm", "edm", published=f"EDM: 35 NFE, 2.01 — {_T1}"),
             RowSpec("ldm", "ldm", published=f"LSGM (latent): 138 NFE, 2.10 — {_T1}"),
+            RowSpec("latent-cfm", "latent-cfm", published=f"no latent flow row in {_T1}"),
             RowSpec("cfm", "cfm", published=f"Flow Matching: 142 NFE, 6.35 — {_T1}"),
             RowSpec("ot-cfm", "ot-cfm", published=f"OT-CFM: 1000 NFE, 3.57 — {_T1}"),
             RowSpec("rectified-flow", "rectified-flow", published=f"no 1-RF row in {_T1}"),
