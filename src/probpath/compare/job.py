@@ -52,7 +52,7 @@ from probpath.compare.table import (
 )
 from probpath.data.dataset import Dataset
 from probpath.metrics import median_bandwidth
-from probpath.training.progress import format_seconds, phase
+from probpath.training.progress import format_seconds, phase, resolve_mode
 
 __all__ = ["MODEL_SIZES", "QUICK_TRAIN_BUDGET", "run_compare", "samples_grid"]  # re-exported
 
@@ -209,7 +209,8 @@ def run_compare(
         split_seed=split_seed,
     )  # fmt: skip
     job.compact = {e.name for e in entries if _compact(e, model_size, quick, dev)}
-    floor = _noise_floor(job, probe)
+    with phase("compare: noise floor", mode=job.progress, announce_after=1.0):
+        floor = _noise_floor(job, probe)
     overheads: list[float] = []
     remaining_neural = len(neural)
     _say(
@@ -342,17 +343,21 @@ def _compare_one(
         else None,
         quick=entry.name in job.compact,
     )
-    outcome = train_model(
-        model,
-        job.train,
-        space=space,
-        steps=job.steps,
-        time_budget=budget,
-        seed=job.seed,
-        device=job.device,
-        quick=job.quick,
-        trainer_options={"progress": job.progress, "progress_label": f"{label} train"},
-    )
+    # In logs the Trainer writes a line per 10 % or 30 s, but only between steps: a heartbeat
+    # keeps a line at least every 30 s when one step takes longer (big images on a CPU).
+    heartbeat = "lines" if resolve_mode(job.progress) == "lines" else "off"
+    with phase(f"{label} train", mode=heartbeat, announce_after=30.0):
+        outcome = train_model(
+            model,
+            job.train,
+            space=space,
+            steps=job.steps,
+            time_budget=budget,
+            seed=job.seed,
+            device=job.device,
+            quick=job.quick,
+            trainer_options={"progress": job.progress, "progress_label": f"{label} train"},
+        )
     model = outcome.model
     job.histories[entry.name] = outcome.history
     if _cheap_density(model, space):
