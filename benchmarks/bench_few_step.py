@@ -34,17 +34,12 @@ from pathlib import Path
 
 import torch
 
-from bench_quality import GRID, _sample, _sw2
+from bench_quality import GRID, _sample, _sw2, digits_metrics
 from probpath.catalog import build_model
 from probpath.core.model import draw
 from probpath.data import Dataset, load_dataset, make_toy
 from probpath.metrics import (
-    energy_distance,
-    feature_frechet_distance,
-    feature_precision_recall,
     fit_feature_extractor,
-    mmd,
-    quantize,
 )
 from probpath.metrics.floor import noise_floor
 from probpath.training import TrainConfig, Trainer
@@ -182,17 +177,8 @@ def run_digits(seconds, teacher_seconds, seed, curves, only=None, teachers=TEACH
         flat, train.y, seed=seed, n_levels=GRID[0], value_range=GRID[1]
     )
 
-    def metrics(s):
-        s = quantize((s.float() + 1.0) * 8.0, *GRID)
-        pr = feature_precision_recall(ref, s, extractor)
-        return (
-            _sw2(s, ref),
-            mmd(s, ref),
-            energy_distance(s, ref),
-            feature_frechet_distance(s, ref, extractor),
-            pr.precision,
-            pr.recall,
-        )
+    def metrics(s):  # model units [-1, 1] -> pixels; bench_quality's six (no pixel FD)
+        return digits_metrics((s.float() + 1.0) * 8.0, ref, extractor)[:6]
 
     base = build_model("gaussian", (64,))
     g = torch.Generator().manual_seed(seed)
