@@ -24,6 +24,7 @@ __all__ = [
     "model_device_dtype",
     "resolve_device",
     "sampling_nfe",
+    "sampling_nfe_text",
     "select_entries",
     "train_model",
     "unfit_reason",
@@ -191,6 +192,17 @@ def sampling_nfe(model: Model | Estimator) -> int | None:
     if value is None and model.capabilities.one_step:
         return 1
     return None if value is None else int(value)
+
+
+def sampling_nfe_text(model: Model | Estimator) -> str | None:
+    """The NFE as the survey prints it: :attr:`Model.sampling_nfe_text
+    <probpath.core.model.Model>` ("N×2" when guided), else :func:`sampling_nfe` as text;
+    ``None`` when unknown (estimators)."""
+    text = model.sampling_nfe_text if isinstance(model, Model) else None
+    if text is not None:
+        return text
+    nfe = sampling_nfe(model)
+    return None if nfe is None else str(nfe)
 
 
 def model_device_dtype(model) -> tuple[torch.device, torch.dtype]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from probpath.compare.evaluation import ConditionalPlan, sample_metrics
-from probpath.compare.fitting import draw_samples
+from probpath.compare.fitting import draw_samples, sampling_nfe_text
 
 __all__ = ["SWEEP_WEIGHTS", "guidance_figure", "guidance_sweep"]
 
@@ -55,7 +55,7 @@ def guidance_sweep(
             extractor=job.extractor, sample_labels=labels.sample_cond,
             reference_labels=job.test.y,
         )  # fmt: skip
-        nfe = getattr(model, "sampling_nfe_text", None) or str(model.sampling_nfe)
+        nfe = sampling_nfe_text(model)
         out.append({"guidance": float(w), "nfe": nfe, **scores})
     return out
 

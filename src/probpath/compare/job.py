@@ -29,6 +29,7 @@ from probpath.compare.fitting import (
     draw_samples,
     resolve_device,
     sampling_nfe,
+    sampling_nfe_text,
     select_entries,
     train_model,
 )
@@ -375,7 +376,7 @@ def _compare_one(
     row.sampler = plan.label
     row.sample_seconds_per_1k = seconds * 1000.0 / n
     row.nfe = sampling_nfe(model)
-    row.nfe_text = getattr(model, "sampling_nfe_text", None)
+    row.nfe_text = sampling_nfe_text(model)
     samples = space.to_data(samples.double().cpu())
     job.figure_samples[entry.name] = samples[:64]
     k = plan.n_nll

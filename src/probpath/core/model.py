@@ -259,6 +259,9 @@ class Model(ConfigMixin, nn.Module):
     #: Network evaluations per sample of the default (or last) ``sample`` call; ``None``
     #: until known. Samplers set it; a property where it is fixed (VAE, flows).
     sampling_nfe: int | None = None
+    #: ``sampling_nfe`` as the survey prints it ("N×2" for classifier-free guidance: two
+    #: network passes per evaluation); ``None`` where it is just the number.
+    sampling_nfe_text: str | None = None
     #: Share of the Trainer's budget used before the current step (``step / steps`` or seconds
     #: / ``time_budget``, the larger when both bound training), set by the Trainer before each
     #: step; ``None`` outside a Trainer. Models trained in stages (latent diffusion) read it.

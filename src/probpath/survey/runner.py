@@ -24,7 +24,7 @@ from probpath.compare import (
     draw_samples,
     nll_of,
     sample_metrics,
-    sampling_nfe,
+    sampling_nfe_text,
     train_model,
 )
 from probpath.compare.runmodel import default_sample_options
@@ -169,7 +169,7 @@ class _Runner:
                 options[key] = getattr(row, key)
         samples, seconds = draw_samples(model, n, cond=labels, seed=self.seed + 2, **options)
         samples = space.to_data(samples.double().cpu())
-        nfe = getattr(model, "sampling_nfe_text", None) or sampling_nfe(model)
+        nfe = sampling_nfe_text(model)
         values: dict[str, Any] = {
             "nfe": None if nfe is None else str(nfe),
             "params": _n_params(model),
