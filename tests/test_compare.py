@@ -305,8 +305,9 @@ def test_sampling_plan_fits_the_budget_and_counts_the_default_nfe():
     with torch.no_grad():
         model.sample(1, generator=torch.Generator().manual_seed(0))
     full_nfe = model.sampling_nfe  # the default chain's NFE, counted on a full draw
+    # no budget: the default sampler, clipped to the data range as the CLI samples a run
     plan = plan_sampling(model, space, 64, 64, None)
-    assert plan.options == {} and plan.n_nll == 64 and "steps" in plan.label
+    assert plan.options == {"clip_x0": (-1.0, 1.0)} and plan.n_nll == 64 and "steps" in plan.label
     # a budget of 1 µs fits nothing: the fallback with one step (the overshoot is bounded by
     # one NFE), clipped to the range; the NLL on the two points whose cost was timed
     plan = plan_sampling(model, space, 64, 64, 1e-6)

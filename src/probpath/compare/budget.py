@@ -85,18 +85,20 @@ def plan_sampling(
     """
     path = is_path_model(model)
     label = f"{model.default_sampler}, {model.default_steps} steps" if path else ""
+    # the run's view (RunModel, the CLI): on bounded data path models clamp x0_hat to the range
+    clip = default_sample_options(model, space)
     if budget is None:
-        return SamplingPlan({}, n_nll, label)
+        return SamplingPlan(clip, n_nll, label)
     device, dtype = model_device_dtype(model)
     g = torch.Generator(device=device).manual_seed(seed)
     options: dict[str, Any] = {}
     if path:
-        options, label = _plan_sampler(model, space, n, budget, g, device, dtype)
+        options, label = _plan_sampler(model, n, budget, g, device, dtype)
     n_nll, label = _plan_nll(model, space, n_nll, budget, label, g, device, dtype)
-    return SamplingPlan(options, n_nll, label)
+    return SamplingPlan({**clip, **options}, n_nll, label)
 
 
-def _plan_sampler(model, space, n, budget, g, device, dtype) -> tuple[dict[str, Any], str]:
+def _plan_sampler(model, n, budget, g, device, dtype) -> tuple[dict[str, Any], str]:
     """A path model's sampler: its default if ``default NFE x seconds per NFE`` fits, else
     :data:`FALLBACK_SAMPLER` with as many steps as fit (at least one)."""
     label = f"{model.default_sampler}, {model.default_steps} steps"
@@ -109,7 +111,6 @@ def _plan_sampler(model, space, n, budget, g, device, dtype) -> tuple[dict[str, 
         return {}, label
     steps = int(min(_MAX_STEPS, max(_MIN_STEPS, budget // max(per_nfe, 1e-9))))
     options: dict[str, Any] = {"sampler": FALLBACK_SAMPLER, "steps": steps}
-    options.update(default_sample_options(model, space))
     return options, f"{FALLBACK_SAMPLER}, {steps} steps (default {default_nfe} NFE > budget)"
 
 

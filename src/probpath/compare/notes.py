@@ -55,7 +55,9 @@ def compare_notes(
     if space.value_range is not None:
         notes.append(
             f"Models see the data scaled from {list(space.value_range)} to [-1, 1] (vector "
-            "models flattened); all scores are computed in the original space, flattened."
+            "models flattened); path models clamp every x0 prediction to that range while "
+            "sampling, as `probpath sample` does; all scores are computed in the original "
+            "space, flattened."
         )
     if space.discrete:
         notes.append(
