@@ -27,7 +27,7 @@ PY_OVERRIDES = {
 #: README command -> the small budget the test runs instead (the "Command line" block).
 CLI_OVERRIDES = {
     "fit ddpm --data digits --time 300": "fit ddpm --data digits --time 4 --n 400",
-    "fit ddpm --data digits --steps 20000": "fit ddpm --data digits --steps 60 --n 400",
+    "fit ddpm --data digits --steps 50000": "fit ddpm --data digits --steps 60 --n 400",
     "fit cfm --data moons --time 60": "fit cfm --data moons --time 3 --n 400",
     "evaluate runs/ddpm --metrics": "evaluate runs/ddpm --n 40 --metrics",
     "--data 8gaussians --time 60": "--data 8gaussians --time 2 --n 600 --n-eval 100 --n-nll 16",
