@@ -57,11 +57,11 @@ class Covariance:
     # ------------------------------------------------------------------ layout
     def shape(self, k: int, d: int) -> tuple[int, ...]:
         """Shape of the covariances (and precisions) for ``K = k`` components."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define shape()")
 
     def n_parameters(self, k: int, d: int) -> int:
         """Free covariance parameters (used by BIC / AIC)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define n_parameters()")
 
     def unit(self, d: int, like: torch.Tensor) -> torch.Tensor | float:
         """A placeholder covariance of one component (identity)."""
@@ -95,19 +95,19 @@ class Covariance:
 
     def log_det(self, prec_chol: torch.Tensor, d: int) -> torch.Tensor:
         """``ln det U = -½ ln det Sigma`` per component (a scalar for tied)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define log_det()")
 
     # ------------------------------------------------------------- log-density
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Sufficient statistics ``T(x)`` ``(n, F)``: ``[quadratic, x, 1]``."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define features()")
 
     def quadratic_width(self, d: int) -> int:
         """Columns of the quadratic part of :meth:`features` (``S1`` starts there)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define quadratic_width()")
 
     def _quadratic_eta(self, prec: torch.Tensor) -> list[torch.Tensor]:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define _quadratic_eta()")
 
     def _p_mu(self, means: torch.Tensor, prec: torch.Tensor) -> torch.Tensor:
         return means * prec
@@ -151,7 +151,7 @@ class Covariance:
 
     # ------------------------------------------------------------------ M-step
     def _scatter(self, s2, s1, nk, means, xx):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define _scatter()")
 
     def _outer(self, delta: torch.Tensor) -> torch.Tensor:
         return delta * delta
