@@ -14,6 +14,7 @@ import torch
 
 from probpath.core.validation import check_choice
 from probpath.likelihood._mixture_tools import check_array_parameter, responsibility_sums
+from probpath.likelihood._screened import Screen, ScreenPolicy, screened_pass
 from probpath.likelihood.covariance import COVARIANCE_TYPES, Covariance, covariance_type, vech
 from probpath.likelihood.mixture_em import MixtureEM
 
@@ -195,6 +196,32 @@ class GaussianMixture(MixtureEM):
     def _whitened(self) -> bool:
         return self.covariance_type == "full" and (
             self.n_features_in_ > self._QUADRATIC_FEATURES_MAX_D
+        )
+
+    def _screen(self, directions: int | None = None) -> Screen | None:
+        """The screened E-step (``_screened``) for float64 whitened fits with ``K >= 3``."""
+        if not (self._whitened() and self.means_.dtype == torch.float64):
+            return None
+        if self.n_components < 3:
+            return None
+        args = (self.means_, self.precisions_cholesky_, self._whitening)
+        return Screen(self.center_, *args, torch.log(self.weights_), directions)
+
+    def _pass(self, x: torch.Tensor, w: torch.Tensor | None, cache: bool = False):
+        # skips the pairs with responsibility < e^-50, to round-off the dense pass
+        policy = vars(self).setdefault("_screen_policy", ScreenPolicy())
+        screen = self._screen(policy.directions) if policy.use() else None
+        if screen is None:
+            return super()._pass(x, w, cache)
+        return screened_pass(x, w, screen, policy)
+
+    def _labels(self, x: torch.Tensor) -> torch.Tensor:
+        screen = self._screen()
+        if screen is None:
+            return super()._labels(x)
+        self._validate_values(x, "X")  # the argmax is always among the kept pairs
+        return torch.cat(
+            [screen.log_joint_t(c - self.center_)[0].T.argmax(1) for c in x.split(4096)]
         )
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:

@@ -353,7 +353,8 @@ class MixtureEM(StepwiseEM, MixtureAPI, EMEstimator):
             return super().fit(x, y, sample_weight=sample_weight)
         finally:
             self._feature_cache = None
-            vars(self).pop("_buffers", None)
+            for scratch in ("_buffers", "_screen_policy"):  # per-fit state
+                vars(self).pop(scratch, None)
 
     def _initialize(self, x, w, rng) -> None:
         self._feature_cache = None
