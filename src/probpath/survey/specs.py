@@ -163,6 +163,11 @@ TABLES: dict[int, TableSpec] = {
             RowSpec("gan", "gan", published=f"StyleGAN-XL: 1 NFE, 1.52 — {_T1}"),
             RowSpec("vae", "vae", published=f"NVAE: 1 NFE, 23.49 — {_T1}"),
             RowSpec(
+                "gaussian (fitted)",
+                "gaussian",
+                published=f"no baseline row in {_T1}; the floor every model here should beat",
+            ),
+            RowSpec(
                 "ddpm + DPM-Solver-2",
                 "ddpm",
                 "solver",
