@@ -140,8 +140,8 @@ def test_policy_adapts_the_number_of_directions():
 
 
 def test_screen_is_only_used_where_it_applies():
-    """float32 fits (no cheaper precision left), d <= 16 (quadratic features) and K < 3
-    (at most one pair per row can be skipped) keep the dense pass."""
+    """float32 fits (the rounding bound is float64's), d <= 16 (quadratic features) and
+    K < 3 (at most one pair per row could be skipped) keep the dense pass."""
     x = _mixture_data(n=500, d=20, k=3)
 
     def screen(data, k):

@@ -199,8 +199,11 @@ class GaussianMixture(MixtureEM):
         )
 
     def _screen(self, directions: int | None = None) -> Screen | None:
-        """The screened E-step (``_screened``) for float64 whitened fits with ``K >= 3``."""
+        """The screened E-step (``_screened``) for float64 whitened fits with ``K >= 3`` on a
+        CPU (on a GPU the dense product is cheap and the screen's gathers synchronise)."""
         if not (self._whitened() and self.means_.dtype == torch.float64):
+            return None
+        if self.means_.device.type != "cpu":
             return None
         if self.n_components < 3:
             return None
