@@ -50,7 +50,7 @@ def test_partial_distance_bound_is_an_upper_bound_on_every_pair(offset, directio
     with gm._torch_state():
         screen = gm._screen(directions)
         xc = x - gm.center_
-        upper = _screened._upper_log_joint(xc, screen.columns, screen.log_c)
+        upper = _screened._upper_log_joint_t(xc, screen.columns, screen.log_c, _screened._fresh).T
         exact = _dense_log_joint(gm, x)
     assert torch.all(upper >= exact - 1e-13 * exact.abs().clamp_min(1.0))
 

@@ -107,34 +107,47 @@ def _screen_directions(means_c, prec_chol, m: int):
     return w.reshape(means_c.shape[1], -1), offsets.reshape(-1), scale, shift
 
 
-def _upper_log_joint(xc, screen, log_c) -> torch.Tensor:
-    """``(n, K)`` upper bounds of ``ℓ_nk`` from the partial distances (see module, step 1)."""
+def _fresh(shape, like, slot):
+    """A workspace that allocates (for calls outside a fit)."""
+    return like.new_empty(shape)
+
+
+def _upper_log_joint_t(xc, screen, log_c, ws) -> torch.Tensor:
+    """``(K, n)`` upper bounds of ``ℓ_nk`` from the partial distances (module, step 1)."""
     w, offsets, scale, shift = screen
-    y = torch.addmm(offsets, xc, w, beta=-1)
-    lower = y.square_().view(xc.shape[0], log_c.shape[0], -1).sum(2).sqrt_()
-    err = torch.linalg.vector_norm(xc, dim=1)[:, None] * scale + shift
+    n, k = xc.shape[0], log_c.shape[0]
+    y = torch.addmm(offsets, xc, w, beta=-1, out=ws((n, w.shape[1]), xc, "s_y"))
+    lower = torch.sum(y.square_().view(n, k, -1), 2, out=ws((n, k), xc, "s_lower")).sqrt_()
+    norm = torch.linalg.vector_norm(xc, dim=1, keepdim=True, out=ws((n, 1), xc, "s_norm"))
+    err = torch.mul(norm, scale, out=ws((n, k), xc, "s_err")).add_(shift)
     lower.mul_(1 - _SLACK).sub_(err.mul_(2.0 * _gamma(xc.shape[1] + 2))).clamp_min_(0)
-    return log_c - 0.5 * lower.square_()
+    upper = lower.square_().mul_(-0.5).add_(log_c)
+    return ws((k, n), xc, "s_upper").copy_(upper.T)
 
 
-def _exact(ell, rows_of, xc, prec_chol, b, log_c) -> list:
+def _exact(ell, rows_of, xc, prec_chol, b, log_c, ws, gathered) -> None:
     """``ell[k, n] = ℓ_nk`` (float64, exact) for the rows where ``rows_of(k)`` is true (all
-    rows if ``rows_of`` is ``None``); returns ``(k, rows or None, x[rows])`` per
-    component for the second moments."""
-    gathered = []
+    rows if ``rows_of`` is ``None``); appends ``(k, rows or None, x[rows])`` per component
+    to ``gathered`` for the second moments (rows copied into one reused buffer)."""
+    n, d = xc.shape
+    pool = ws((2 * n, d), xc, "s_pool")
+    used = sum(len(xj) for _, idx, xj in gathered if idx is not None)
     for j in range(ell.shape[0]):
         if rows_of is None:
-            y = torch.addmm(b[j], xc, prec_chol[j], beta=-1)
+            y = torch.addmm(b[j], xc, prec_chol[j], beta=-1, out=ws((n, d), xc, "s_exact"))
             torch.sub(log_c[j], y.square_().sum(1), alpha=0.5, out=ell[j])
             gathered.append((j, None, xc))
             continue
         idx = torch.nonzero(rows_of(j)).reshape(-1)
-        if idx.numel():
-            xj = xc.index_select(0, idx)
-            y = torch.addmm(b[j], xj, prec_chol[j], beta=-1)
-            ell[j].index_copy_(0, idx, log_c[j] - 0.5 * y.square_().sum(1))
-            gathered.append((j, idx, xj))
-    return gathered
+        m = idx.numel()
+        if m == 0:
+            continue
+        xj = pool[used : used + m] if used + m <= len(pool) else xc.new_empty(m, d)
+        used += m if used + m <= len(pool) else 0
+        torch.index_select(xc, 0, idx, out=xj)
+        y = torch.addmm(b[j], xj, prec_chol[j], beta=-1, out=ws((n, d), xc, "s_exact")[:m])
+        ell[j].index_copy_(0, idx, y.square_().sum(1).mul_(-0.5).add_(log_c[j]))
+        gathered.append((j, idx, xj))
 
 
 class Screen:
@@ -156,26 +169,28 @@ class Screen:
         self.directions = most if directions is None else max(1, min(directions, most))
         self.columns = _screen_directions(means - center, prec_chol, self.directions)
 
-    def log_joint_t(self, xc: torch.Tensor) -> tuple[torch.Tensor, list | None]:
+    def log_joint_t(self, xc: torch.Tensor, ws=_fresh) -> tuple[torch.Tensor, list | None]:
         """``(K, n)`` exact ``ℓ_nk = ln π_k + ln N(x_n | mu_k, Sigma_k)`` for the kept pairs
         and ``-inf`` for the skipped ones (``γ_nk < e^{-MARGIN}``), and the kept rows as
         ``(k, rows, xc[rows])``; ``None`` instead when the block was computed dense (more
-        than half of its pairs could matter); ``xc`` is centred."""
-        upper = _upper_log_joint(xc, self.columns, self.log_c).T.contiguous()
+        than half of its pairs could matter); ``xc`` is centred; ``ws(shape, like, slot)``
+        hands out reused buffers."""
+        upper = _upper_log_joint_t(xc, self.columns, self.log_c, ws)
         best = upper.amax(0)  # the anchors (ties are all exact: no harm)
         if int((upper >= best - MARGIN).sum()) > 0.5 * upper.numel():
-            return self._dense(xc), None  # these pairs are kept whatever the anchors say
-        ell = torch.full_like(upper, float("-inf"))
-        args = (xc, self.prec_chol, self.b, self.log_c)
-        gathered = _exact(ell, lambda j: upper[j] == best, *args)
-        cut = ell.amax(0) - MARGIN
-        return ell, gathered + _exact(ell, ((upper >= cut) & (upper != best)).__getitem__, *args)
+            return self._dense(xc, ws), None  # these pairs are kept whatever the anchors say
+        ell = ws(upper.shape, xc, "s_ell").fill_(float("-inf"))
+        args, gathered = (xc, self.prec_chol, self.b, self.log_c, ws), []
+        _exact(ell, lambda j: upper[j] == best, *args, gathered)
+        cut = ell.amax(0).sub_(MARGIN)
+        _exact(ell, lambda j: (upper[j] >= cut) & (upper[j] != best), *args, gathered)
+        return ell, gathered
 
-    def _dense(self, xc: torch.Tensor) -> torch.Tensor:
+    def _dense(self, xc: torch.Tensor, ws) -> torch.Tensor:
         """Every ``ℓ_nk`` ``(K, n)``, by the dense whitened product in cache-sized rows."""
         k, d = self.b.shape
-        ell = self.log_weights[:, None].repeat(1, xc.shape[0])
-        work = xc.new_empty(_DENSE_ROWS, k * d)
+        ell = ws((k, xc.shape[0]), xc, "s_ell").copy_(self.log_weights[:, None])
+        work = ws((_DENSE_ROWS, k * d), xc, "s_dense")
         for s in range(0, xc.shape[0], _DENSE_ROWS):
             sub = xc[s : s + _DENSE_ROWS]
             out = ell[:, s : s + len(sub)]
@@ -183,13 +198,15 @@ class Screen:
         return ell
 
 
-def screened_pass(x, w, screen: Screen, policy: ScreenPolicy, rows: int = 4096):
+def screened_pass(x, w, screen: Screen, policy: ScreenPolicy, ws=_fresh, rows: int = 8192):
     """One fused E-step over ``x`` with the screen; the same return as ``MixtureEM._pass``.
 
     Args:
         x: ``(N, d)`` data; w: ``(N,)`` sample weights or ``None``.
         screen: the :class:`Screen` of the current parameters.
         policy: the :class:`ScreenPolicy`, told the fraction of pairs kept.
+        ws: ``ws(shape, like, slot)`` -> a reused buffer (``MixtureEM._workspace``; large
+            fresh arrays cost page faults on every pass).
         rows: rows per block.
 
     Returns:
@@ -201,8 +218,9 @@ def screened_pass(x, w, screen: Screen, policy: ScreenPolicy, rows: int = 4096):
     ll = x.new_zeros(())
     kept = needed = 0
     for start in range(0, x.shape[0], rows):
-        xc = x[start : start + rows] - screen.center
-        ell, gathered = screen.log_joint_t(xc)
+        block = x[start : start + rows]
+        xc = torch.sub(block, screen.center, out=ws(block.shape, x, "s_xc"))
+        ell, gathered = screen.log_joint_t(xc, ws)
         kept += ell.numel() if gathered is None else sum(len(xj) for _, _, xj in gathered)
         top = ell.amax(0)
         needed += int((ell >= top - MARGIN).sum())
@@ -218,14 +236,15 @@ def screened_pass(x, w, screen: Screen, policy: ScreenPolicy, rows: int = 4096):
         s1 += resp_t @ xc
         nk += resp_t.sum(1)
         if gathered is None:
+            work = ws((_DENSE_ROWS, k * d), xc, "s_dense")
             for s in range(0, xc.shape[0], _DENSE_ROWS):
-                s2 += _FULL.second_moments(
-                    xc[s : s + _DENSE_ROWS], resp_t[:, s : s + _DENSE_ROWS].T
-                )
+                sub, r = xc[s : s + _DENSE_ROWS], resp_t[:, s : s + _DENSE_ROWS].T
+                s2 += _FULL.second_moments(sub, r, work[: len(sub)])
             continue
         for j, idx, xj in gathered:
             r = resp_t[j] if idx is None else resp_t[j].index_select(0, idx)
-            s2[j].addmm_((xj * r[:, None]).T, xj)
+            weighted = torch.mul(xj, r[:, None], out=ws(xj.shape, xj, "s_exact"))
+            s2[j].addmm_(weighted.T, xj)
     policy.record(kept, needed, x.shape[0] * k, screen.directions)
     total_w = w.sum() if w is not None else x.new_tensor(float(x.shape[0]))
     return {"S2": s2, "S1": s1}, nk, ll, total_w

@@ -216,7 +216,7 @@ class GaussianMixture(MixtureEM):
         screen = self._screen(policy.directions) if policy.use() else None
         if screen is None:
             return super()._pass(x, w, cache)
-        return screened_pass(x, w, screen, policy)
+        return screened_pass(x, w, screen, policy, self._workspace)
 
     def _labels(self, x: torch.Tensor) -> torch.Tensor:
         screen = self._screen()
