@@ -223,9 +223,17 @@ class GaussianMixture(MixtureEM):
         if screen is None:
             return super()._labels(x)
         self._validate_values(x, "X")  # the argmax is always among the kept pairs
-        return torch.cat(
-            [screen.log_joint_t(c - self.center_)[0].T.argmax(1) for c in x.split(4096)]
-        )
+        in_fit = "_buffers" in vars(self)  # a fit's workspace; otherwise one for this call
+        try:
+            return torch.cat(
+                [
+                    screen.log_joint_t(c - self.center_, self._workspace)[0].T.argmax(1)
+                    for c in x.split(8192)
+                ]
+            )
+        finally:
+            if not in_fit:
+                vars(self).pop("_buffers", None)
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         if self._whitened():
