@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_SPACING",
     "SampleOutput",
     "get_sampler",
+    "range_rule_grid",
     "sample_path",
 ]
 
@@ -124,6 +125,22 @@ def default_grid(
         return make_grid(path, steps, "log_snr", t_max=t_max, **kw)
     except ValueError:  # t_max below sigma_max's time: the plain range
         return make_grid(path, steps, "log_snr", t_max=t_max, sigma_min=kw.get("sigma_min"))
+
+
+def range_rule_grid(
+    path, steps: int, spec: SamplerSpec, sigma_data: float | None, dim: int
+) -> torch.Tensor | None:
+    """:func:`default_grid`'s range-rule grid when a trained model should use it, else ``None``.
+
+    It applies when the data's ``sigma_data`` is known (a path model records it at fit), the
+    sampler is deterministic with log-SNR spacing (the exponential integrators and DDIM, for
+    which the rule was chosen: benchmarks/README.md) and the path ends at ``sigma = 0``.
+    Otherwise (``None``) a model keeps its sampler's spacing over the path's whole range."""
+    if sigma_data is None or not spec.deterministic or spec.spacing != "log_snr":
+        return None
+    if _sigma_tilde_floor(path.schedule) is None:
+        return None
+    return default_grid(path, steps, spec, sigma_data=sigma_data, dim=dim)
 
 
 def get_sampler(name: str | SamplerSpec) -> SamplerSpec:
