@@ -569,6 +569,25 @@ def legacy_problem() -> Problem:
     return Problem(-1, "ddpm-linear", "eps", oracle, base, label)
 
 
+def _load(name: str) -> dict:
+    """A ``--json`` file with its NFE keys as ints again (JSON keys are strings)."""
+
+    def ints(d: dict) -> dict:
+        return {int(n): v for n, v in d.items()}
+
+    with open(name) as f:
+        raw = json.load(f)
+    out = {}
+    for k, r in raw.items():
+        r = dict(r)
+        for part in ("diffusers", "probpath"):
+            r[part] = {c: ints(v) for c, v in r.get(part, {}).items()}
+        if "optimize_cost" in r:
+            r["optimize_cost"] = ints(r["optimize_cost"])
+        out[k] = r
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", default="0-23", help="problem seeds, e.g. 0-7 or 8-23")
@@ -588,6 +607,11 @@ def main():
         help="reuse diffusers' errors from these --json files (comma-separated)",
     )
     parser.add_argument(
+        "--tables-from",
+        default=None,
+        help="only print the tables of these --json files (comma-separated)",
+    )
+    parser.add_argument(
         "--diffusers-only",
         action="store_true",
         help="only diffusers' errors into --json (no probpath run, no tables)",
@@ -601,33 +625,31 @@ def main():
     torch.set_num_threads(1)
     if not args.skip_accuracy:
         lo, hi = (int(v) for v in args.seeds.split("-"))
-        results = {}
         prior = {}
-        if args.diffusers_from:
-            for name in args.diffusers_from.split(","):
-                with open(name) as f:
-                    prior |= {
-                        k: {
-                            "diffusers": {
-                                c: {int(n): e for n, e in v.items()}
-                                for c, v in r["diffusers"].items()
-                            }
-                        }
-                        for k, r in json.load(f).items()
-                        if k != "-1" or k not in prior
-                    }
-        for s in [*range(lo, hi + 1), -1]:
-            p = legacy_problem() if s == -1 else make_problem(s)
-            t0 = time.perf_counter()
-            old = prior.get(str(s), {}).get("diffusers")
-            res = evaluate(p, args.tune, args.optimize, old, not args.diffusers_only)
-            results[s] = {"label": p.label, "kind": p.kind, **res}
-            print(f"# {p.label}  ({time.perf_counter() - t0:.0f} s)", flush=True)
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump({str(k): v for k, v in results.items()}, f)
-        if args.diffusers_only:
-            return
+        for name in args.diffusers_from.split(",") if args.diffusers_from else []:
+            prior |= {
+                k: {"diffusers": r["diffusers"]}
+                for k, r in _load(name).items()
+                if k != "-1" or k not in prior
+            }
+        if args.tables_from:  # print the tables of earlier --json runs, run nothing
+            results = {}
+            for name in args.tables_from.split(","):
+                results |= {int(k): r for k, r in _load(name).items()}
+        else:
+            results = {}
+            for s in [*range(lo, hi + 1), -1]:
+                p = legacy_problem() if s == -1 else make_problem(s)
+                t0 = time.perf_counter()
+                old = prior.get(str(s), {}).get("diffusers")
+                res = evaluate(p, args.tune, args.optimize, old, not args.diffusers_only)
+                results[s] = {"label": p.label, "kind": p.kind, **res}
+                print(f"# {p.label}  ({time.perf_counter() - t0:.0f} s)", flush=True)
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump({str(k): v for k, v in results.items()}, f)
+            if args.diffusers_only:
+                return
         # diffusers' fixed configuration: chosen on the tuning seeds (run now, or read)
         pool = {s: {"kind": KINDS[s % 4], **prior[str(s)]} for s in TUNING if str(s) in prior}
         pool |= {s: results[s] for s in TUNING if s in results}
@@ -645,7 +667,7 @@ def main():
             summarise(results, seeds, title, fixed=fixed)
             if args.tune and title.startswith("Tuning"):
                 tune_table(results, seeds)
-            if args.optimize:
+            if all("optimized" in results[s]["probpath"] for s in seeds):
                 summarise(results, seeds, title, "optimized", fixed=fixed)
                 cost = [results[s]["optimize_cost"] for s in seeds]
                 for n in NFES:
@@ -655,7 +677,8 @@ def main():
                         f"optimize_grid cost at NFE {n}: {nfe:.0f} NFE on batches of "
                         f"{OPT_DRAWS // 2} draws, {sec:.1f} CPU-s per problem"
                     )
-        summarise(results, [-1], "The old single problem", fixed=fixed)
+        if -1 in results:
+            summarise(results, [-1], "The old single problem", fixed=fixed)
     if not args.skip_overhead:
         overhead()
 

@@ -93,28 +93,37 @@ def test_objectives_in_closed_form():
 
 
 @pytest.mark.parametrize("objective", ["rms", "tail", "max"])
-def test_first_step_stays_fixed_and_the_fit_never_worsens_the_check_draws(objective):
-    """``fix_first`` keeps ``t_max`` and the first jump of the start exactly (only later
-    times move); the returned grid is never worse than the start on the check draws (it is the
-    start itself otherwise)."""
+def test_high_noise_times_stay_fixed_and_the_fit_never_worsens_the_check_draws(objective):
+    """``fixed_above`` (default 1, sigma_data = 1 here) keeps ``t_max`` and every start time at
+    ``sigma_tilde >= 1`` exactly (the draws pick their modes there); only later times move.
+    The returned grid is never worse than the start on the check draws (it is the start
+    itself otherwise). ``fixed_above=None``: only ``t_max`` stays."""
     o = make_oracle("vp")
-    start = default_grid(o.path, 6, get_sampler("unipc"), dim=2)  # optimize_grid's start
+    start = default_grid(o.path, 8, get_sampler("unipc"), dim=2)  # optimize_grid's start
+    v = o.path(start[:-1])
+    k = int((v.sigma / v.alpha >= 1.0).sum())
+    # t_max, the jump target 2 sqrt(2) = 2.83 and, log-SNR spaced from it down to
+    # sigma_min_rule(8) = 0.2 (5/8)^log2(sqrt 10) = 0.092 over 6 steps (ratio 1.77 each), 1.60;
+    # the next level is 0.90 < 1
+    assert k == 3
     fit = optimize_grid(
         o,
-        6,
+        8,
         (2,),
         n=64,
         max_evals=40,
         objective=objective,
         generator=torch.Generator().manual_seed(1),
     )
-    torch.testing.assert_close(fit.ts[:2], start[:2], rtol=0, atol=0)
+    torch.testing.assert_close(fit.ts[:k], start[:k], rtol=0, atol=0)
     assert fit.ts[-1] == start[-1] and (fit.ts[1:] < fit.ts[:-1]).all()
     assert fit.error <= fit.initial_error
     free = optimize_grid(
-        o, 6, (2,), n=64, max_evals=40, fix_first=False, generator=torch.Generator().manual_seed(1)
+        o, 8, (2,), n=64, max_evals=40, fixed_above=None, generator=torch.Generator().manual_seed(1)
     )
     assert free.ts[0] == start[0]  # t_max itself always stays
+    with pytest.raises(ValueError, match="fixed_above"):
+        optimize_grid(o, 8, (2,), fixed_above=0.0)
 
 
 def test_bad_objective():

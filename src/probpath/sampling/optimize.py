@@ -6,8 +6,11 @@ solve of the same probability-flow ODE from the same ``n`` prior draws (Sabour e
 minimise a KL upper bound over the data; with a deterministic solver the end-point error
 from shared starts is the direct target and needs no data). The first time ``t_max`` and the
 last (``t = 0``, or the path's ``t_min`` where ``sigma(0) > 0``) stay fixed, and by default
-the first step too (``fix_first``: the default grid's jump to ``sigma_max``, where modes
-separate in high dimension); the remaining increments are a softmax of logits
+so do all of the start's times at noise levels ``sigma_tilde = sigma / alpha >= sigma_data``
+(``fixed_above``): there the draws choose their modes, and a coarser step there sends a rare
+draw to another mode (one in 32 to a few hundred: seeds 5 and 15 of bench_samplers, where the
+check draws showed nothing), which no fit on a few hundred draws can see; below it the
+per-draw error is smooth and averages well. The remaining increments are a softmax of logits
 ``z0 + cumsum(e)``, ``|e_i| <= RATIO`` (the ratio of neighbouring steps moves by at most
 ``e^RATIO`` from the start's), optimised by Powell's method (derivative-free; every
 evaluation is one run of the sampler: ``steps`` NFE on half the ``n`` draws; the other half
@@ -104,6 +107,19 @@ class OptimizedGrid:
         }
 
 
+def _n_fixed(path, ts: torch.Tensor, fixed_above: float | None, sigma_data) -> int:
+    """How many leading times of ``ts`` stay fixed: ``t_max`` and those at ``sigma_tilde >=
+    fixed_above * sigma_data``."""
+    if fixed_above is None:
+        return 1
+    from probpath.sampling.samplers import check_sigma_data
+
+    v = path(ts[:-1])
+    st = v.sigma / v.alpha.clamp_min(1e-300)  # alpha = 0 (flow t = 1): infinite noise
+    above = int((st >= fixed_above * check_sigma_data(sigma_data)).sum())
+    return max(1, above)
+
+
 def _grid(z: np.ndarray, t_max: float, t_end: float) -> torch.Tensor:
     w = np.exp(np.clip(z - z.max(), -20.0, 0.0))  # every step > 0 (e^-20 of the largest)
     inc = (t_max - t_end) * w / w.sum()
@@ -127,7 +143,7 @@ def optimize_grid(
     dtype: torch.dtype = torch.float64,
     sigma_data: float | None = None,
     objective: str = "tail",
-    fix_first: bool = True,
+    fixed_above: float | None = 1.0,
     **options,
 ) -> OptimizedGrid:
     """Fit the ``steps``-step grid of a deterministic ``sampler`` to ``field_``.
@@ -146,8 +162,9 @@ def optimize_grid(
         dtype: of the draws (float64: round-off far below the errors being minimised).
         sigma_data: the data's standard deviation for the default ``init`` (``None``: 1).
         objective: a key of :data:`OBJECTIVES`, applied to the per-draw errors of the fit draws.
-        fix_first: keep the first step (``ts[0] -> ts[1]``) of the start; needs ``steps >= 3``
-            (ignored below).
+        fixed_above: keep the start's times at ``sigma_tilde >= fixed_above * sigma_data``
+            (``None``: only ``t_max``); at least two steps must stay free, else the start is
+            returned as it is.
         **options: the sampler's options.
 
     Returns:
@@ -174,6 +191,14 @@ def optimize_grid(
             f"objective must be one of {', '.join(map(repr, OBJECTIVES))}; got {objective!r}"
         )
     score = OBJECTIVES[objective]
+    if fixed_above is not None and (
+        isinstance(fixed_above, bool)
+        or not isinstance(fixed_above, int | float)
+        or not fixed_above > 0
+    ):
+        raise ValueError(
+            f"fixed_above must be a positive multiple of sigma_data or None, got {fixed_above!r}"
+        )
     start = time.perf_counter()
     path = field_.path
     if init is None:
@@ -187,7 +212,7 @@ def optimize_grid(
     x = path.prior_sample((n, *event_shape), generator=generator, dtype=dtype)
     fine = make_grid(path, FINE_STEPS, "log_snr", t_max=float(ts0[0]))
     ref = run_sampler(get_sampler("dpmpp_3m"), counted, x, fine, cond=cond, final_extrapolate=True)
-    head = ts0[:2] if fix_first and steps >= 3 else ts0[:1]  # times kept as they are
+    head = ts0[: _n_fixed(path, ts0, fixed_above, sigma_data)]  # times kept as they are
     t_max, t_end = float(head[-1]), float(ts0[-1])
 
     fit, check = slice(0, (n + 1) // 2), slice((n + 1) // 2, n)
@@ -215,14 +240,16 @@ def optimize_grid(
     def logits(e: np.ndarray) -> np.ndarray:
         return z0 + np.cumsum(e)
 
-    res = minimize(
-        lambda e: error(full(logits(e))),
-        np.zeros_like(z0),
-        method="Powell",
-        bounds=[(-RATIO, RATIO)] * len(z0),
-        options={"maxfev": max_evals or 40 * steps, "xtol": 1e-3, "ftol": 1e-4},
-    )
-    ts = full(logits(res.x))
+    ts = ts0
+    if len(z0) >= 2:  # at least two free increments (one is fixed by its ends)
+        res = minimize(
+            lambda e: error(full(logits(e))),
+            np.zeros_like(z0),
+            method="Powell",
+            bounds=[(-RATIO, RATIO)] * len(z0),
+            options={"maxfev": max_evals or 40 * steps, "xtol": 1e-3, "ftol": 1e-4},
+        )
+        ts = full(logits(res.x))
     # accept the fit only if, on the draws it was not fitted on, it beats the start in RMS
     # without a larger worst error (a rare mode switch the fit draws did not show)
     c0, c1 = draw_errors(ts0, check), draw_errors(ts, check)
