@@ -64,7 +64,9 @@ DEFAULT_SPACING = MappingProxyType({name: spec.spacing for name, spec in SAMPLER
 #: never below the path's t_min. Ratios chosen on bench_samplers' tuning seeds 0-7 (data
 #: scales 0.5-8, d 2-64, four path kinds), reported on seeds 8-23: an absolute range (0.3 ..
 #: 80) lost up to 6x on data of scale 0.5 or 8, and spending the last evaluation at
-#: t_min = 1/N wastes one NFE in five at 5 steps.
+#: t_min = 1/N wastes one NFE in five at 5 steps. A search over 36 rules on seeds 0-23 kept
+#: these ratios; on the fresh seeds 24-47 one draw in 32 switching mode still costs up to 60x
+#: in single cells (benchmarks/README.md).
 SIGMA_MAX_RATIO = 2.0
 SIGMA_MIN_RATIO = 0.2
 
