@@ -10,7 +10,8 @@ so do all of the start's times at noise levels ``sigma_tilde = sigma / alpha >= 
 (``fixed_above``): there the draws choose their modes, and a coarser step there sends a rare
 draw to another mode (one in 32 to a few hundred: seeds 5 and 15 of bench_samplers, where the
 check draws showed nothing), which no fit on a few hundred draws can see; below it the
-per-draw error is smooth and averages well. The remaining increments are a softmax of logits
+per-draw error is mostly smooth and averages well (not where modes lie closer than
+``sigma_data``: seed 9 still lost 30x at 20 steps). The remaining increments are a softmax of logits
 ``z0 + cumsum(e)``, ``|e_i| <= RATIO`` (the ratio of neighbouring steps moves by at most
 ``e^RATIO`` from the start's), optimised by Powell's method (derivative-free; every
 evaluation is one run of the sampler: ``steps`` NFE on half the ``n`` draws; the other half
