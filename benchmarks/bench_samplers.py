@@ -4,8 +4,10 @@ Problems. Seed ``s`` draws one exact mixture (``make_problem``): dimension 2 / 8
 data scale 0.5-8 (log-uniform), 3-16 modes of width 5-40 % of the scale, isotropic or full
 covariances; path kind ``s % 4``: DDPM linear, DDPM cosine (N = 1000), continuous VP
 (beta 0.1..20), linear (flow matching); native prediction eps / v / x0 / velocity. Seeds 0-7
-choose probpath's defaults (``--tune`` prints every candidate there); seeds 8-23 are held out
-and are the result.
+chose the second session's defaults (``--tune`` prints every candidate there) and 8-23 were
+its held-out seeds; both have been looked at since, so seeds 0-23 are now the tuning seeds
+(8-23 printed as "seen"). Seeds 24-47 are the fresh held-out family, run once after the
+defaults and the optimiser's settings were frozen (benchmarks/README.md).
 
 Accuracy. Every sampler starts from the same ``x_T ~ N(0, I)`` at its first noise level; the
 error is the RMS distance of its output to a tight dopri5 solution (rtol = atol = 1e-7) of the
@@ -16,8 +18,8 @@ their update assumes (their ``sigmas`` table; ``alphas_cumprod`` for DDIM), so t
 the solver's alone; at each NFE the best of their configurations counts, and two fairer
 columns: their best among configurations that start at the first noise level (``t1``; DDIM's
 "leading" spacing starts lower, a shorter integration) and their one configuration per NFE
-chosen on seeds 0-7 (``fix``). probpath gets the data's ``sigma_data`` (exact here; a path model
-records it at fit) for its default grid.
+chosen on the tuning seeds 0-23 (``fix``). probpath gets the data's ``sigma_data`` (exact
+here; a path model records it at fit) for its default grid.
 
 Overhead. Time per step of the sampling loop with a trivial network (``eps = 0.5 x``, batch
 64 x 2, one thread), minus the network's own time, for probpath's ``dpmpp_2m`` / ``unipc`` and
@@ -50,7 +52,10 @@ PREDICTIONS = {
     "vp": ("eps", "v"),
     "linear": ("velocity", "velocity"),
 }
-TUNING, HELD_OUT = range(0, 8), range(8, 24)
+TUNING, SEEN, FRESH = range(0, 24), range(8, 24), range(24, 48)
+#: optimize_grid's settings in the benchmark (frozen before the fresh seeds were run): prior
+#: draws (half fit, half check), trial runs per step
+OPT_DRAWS, OPT_EVALS_PER_STEP = 256, 6
 
 
 # -- the problem family ------------------------------------------------------------------------
@@ -308,12 +313,20 @@ def run_probpath(p: Problem, sampler: str | None, opts: dict, grid, nfe: int, x_
     return out.x, out.nfe
 
 
-def evaluate(p: Problem, tune: bool, optimize: bool = False, diffusers: dict | None = None) -> dict:
+def evaluate(
+    p: Problem,
+    tune: bool,
+    optimize: bool = False,
+    diffusers: dict | None = None,
+    ours: bool = True,
+) -> dict:
     """Errors of diffusers' configurations and probpath's (defaults + candidates) per NFE.
 
-    ``optimize``: also probpath's default sampler on a grid from ``optimize_grid`` (64 other
-    prior draws: 32 fit, 32 check; 6 trial runs per step). ``diffusers``: reuse these
+    ``optimize``: also probpath's default sampler on a grid from ``optimize_grid`` with its
+    default objective (``OPT_DRAWS`` other prior draws: half fit, half check;
+    ``OPT_EVALS_PER_STEP`` trial runs per step; cost in CPU seconds). ``diffusers``: reuse these
     diffusers errors (from an earlier ``--json``; same draws) instead of running diffusers.
+    ``ours=False``: diffusers only (its errors do not depend on probpath's settings).
     """
     gen = torch.Generator().manual_seed(10_000 + p.seed)
     x_t = torch.randn(N_STARTS, p.oracle.dim, generator=gen, dtype=torch.float64)
@@ -336,8 +349,8 @@ def evaluate(p: Problem, tune: bool, optimize: bool = False, diffusers: dict | N
                 continue
             if calls == nfe and torch.isfinite(out).all():
                 res["diffusers"].setdefault(label, {})[nfe] = err(out, lev, start)
-    cands = [("default", None, {}, None)]
-    if tune:
+    cands = [("default", None, {}, None)] if ours else []
+    if tune and ours:
         cands += [
             (f"{s} {gname}", name, opts, grid)
             for s, (name, opts) in SOLVERS.items()
@@ -349,25 +362,26 @@ def evaluate(p: Problem, tune: bool, optimize: bool = False, diffusers: dict | N
             assert calls == nfe, (label, calls)
             e = err(out, lev1, x_t) if torch.isfinite(out).all() else float("inf")
             res["probpath"].setdefault(label, {})[nfe] = e
-    if optimize:
+    if optimize and ours:
         from probpath.sampling.optimize import optimize_grid
 
         spec = get_sampler("unipc")  # the default sampler of sample_path (order 3)
         res["optimize_cost"] = {}
         for nfe in NFES:
+            cpu = time.process_time()
             fit = optimize_grid(
                 p.oracle,
                 nfe,
                 (p.oracle.dim,),
                 sampler=spec.name,
-                n=64,
-                max_evals=6 * nfe,
+                n=OPT_DRAWS,
+                max_evals=OPT_EVALS_PER_STEP * nfe,
                 generator=torch.Generator().manual_seed(20_000 + p.seed),
                 sigma_data=p.sigma_data,
             )
             out, calls = run_probpath(p, spec.name, {}, fit.ts, nfe, x_t)
             res["probpath"].setdefault("optimized", {})[nfe] = err(out, lev1, x_t)
-            res["optimize_cost"][nfe] = [fit.nfe, fit.seconds]
+            res["optimize_cost"][nfe] = [fit.nfe, time.process_time() - cpu]
     return res
 
 
@@ -411,12 +425,12 @@ def summarise(
 ) -> None:
     """Per problem and NFE: probpath's ``label`` / diffusers' best of all its configurations
     (per problem: an oracle choice no user has), / its best from the first noise level
-    (``from_t_max``) and / its one fixed configuration (``fixed``, chosen on seeds 0-7)."""
+    (``from_t_max``) and / its one fixed configuration (``fixed``, chosen on seeds 0-23)."""
     print(f"\n## {title}: probpath `{label}` / diffusers' best, per problem")
     print(
         "ratio to: best = diffusers' best configuration for this problem and NFE; t1 = its best "
         "among those starting at the first noise level; fix = its one configuration chosen on "
-        "seeds 0-7"
+        "the tuning seeds 0-23"
     )
     print(
         f"{'problem':48s}"
@@ -555,6 +569,25 @@ def legacy_problem() -> Problem:
     return Problem(-1, "ddpm-linear", "eps", oracle, base, label)
 
 
+def _load(name: str) -> dict:
+    """A ``--json`` file with its NFE keys as ints again (JSON keys are strings)."""
+
+    def ints(d: dict) -> dict:
+        return {int(n): v for n, v in d.items()}
+
+    with open(name) as f:
+        raw = json.load(f)
+    out = {}
+    for k, r in raw.items():
+        r = dict(r)
+        for part in ("diffusers", "probpath"):
+            r[part] = {c: ints(v) for c, v in r.get(part, {}).items()}
+        if "optimize_cost" in r:
+            r["optimize_cost"] = ints(r["optimize_cost"])
+        out[k] = r
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", default="0-23", help="problem seeds, e.g. 0-7 or 8-23")
@@ -569,7 +602,19 @@ def main():
     parser.add_argument("--starts", type=int, default=N_STARTS, help="draws per problem")
     parser.add_argument("--optimize", action="store_true", help="also the optimised grids")
     parser.add_argument(
-        "--diffusers-from", default=None, help="reuse diffusers' errors from this --json"
+        "--diffusers-from",
+        default=None,
+        help="reuse diffusers' errors from these --json files (comma-separated)",
+    )
+    parser.add_argument(
+        "--tables-from",
+        default=None,
+        help="only print the tables of these --json files (comma-separated)",
+    )
+    parser.add_argument(
+        "--diffusers-only",
+        action="store_true",
+        help="only diffusers' errors into --json (no probpath run, no tables)",
     )
     args = parser.parse_args()
     globals()["N_STARTS"] = args.starts
@@ -580,50 +625,60 @@ def main():
     torch.set_num_threads(1)
     if not args.skip_accuracy:
         lo, hi = (int(v) for v in args.seeds.split("-"))
-        results = {}
         prior = {}
-        if args.diffusers_from:
-            with open(args.diffusers_from) as f:
-                prior = {
-                    k: {
-                        "diffusers": {
-                            c: {int(n): e for n, e in v.items()} for c, v in r["diffusers"].items()
-                        }
-                    }
-                    for k, r in json.load(f).items()
-                }
-        for s in [*range(lo, hi + 1), -1]:
-            p = legacy_problem() if s == -1 else make_problem(s)
-            t0 = time.perf_counter()
-            old = prior.get(str(s), {}).get("diffusers")
-            res = evaluate(p, args.tune, args.optimize, old)
-            results[s] = {"label": p.label, "kind": p.kind, **res}
-            print(f"# {p.label}  ({time.perf_counter() - t0:.0f} s)", flush=True)
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump({str(k): v for k, v in results.items()}, f)
-        tuning = [s for s in TUNING if s in results]
-        held = [s for s in HELD_OUT if s in results]
-        # diffusers' fixed configuration: chosen on seeds 0-7 (run now, or in --diffusers-from)
+        for name in args.diffusers_from.split(",") if args.diffusers_from else []:
+            prior |= {
+                k: {"diffusers": r["diffusers"]}
+                for k, r in _load(name).items()
+                if k != "-1" or k not in prior
+            }
+        if args.tables_from:  # print the tables of earlier --json runs, run nothing
+            results = {}
+            for name in args.tables_from.split(","):
+                results |= {int(k): r for k, r in _load(name).items()}
+        else:
+            results = {}
+            for s in [*range(lo, hi + 1), -1]:
+                p = legacy_problem() if s == -1 else make_problem(s)
+                t0 = time.perf_counter()
+                old = prior.get(str(s), {}).get("diffusers")
+                res = evaluate(p, args.tune, args.optimize, old, not args.diffusers_only)
+                results[s] = {"label": p.label, "kind": p.kind, **res}
+                print(f"# {p.label}  ({time.perf_counter() - t0:.0f} s)", flush=True)
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump({str(k): v for k, v in results.items()}, f)
+            if args.diffusers_only:
+                return
+        # diffusers' fixed configuration: chosen on the tuning seeds (run now, or read)
         pool = {s: {"kind": KINDS[s % 4], **prior[str(s)]} for s in TUNING if str(s) in prior}
-        pool |= {s: results[s] for s in tuning}
+        pool |= {s: results[s] for s in TUNING if s in results}
         fixed = {n: fixed_config(pool, sorted(pool), n) for n in NFES} if pool else None
         if fixed:
-            print("\ndiffusers' fixed configuration (chosen on seeds 0-7):", fixed)
-        if tuning:
-            summarise(results, tuning, "Tuning seeds 0-7", fixed=fixed)
-            if args.tune:
-                tune_table(results, tuning)
-        if held:
-            summarise(results, held, "Held-out seeds 8-23 (the result)", fixed=fixed)
-            if args.optimize:
-                summarise(results, held, "Held-out seeds 8-23", "optimized", fixed=fixed)
-                cost = [results[s]["optimize_cost"] for s in held]
+            print("\ndiffusers' fixed configuration (chosen on seeds 0-23):", fixed)
+        groups = (
+            ("Tuning seeds 0-7", [s for s in range(0, 8) if s in results]),
+            ("Seen seeds 8-23 (tuning seeds now)", [s for s in SEEN if s in results]),
+            ("Fresh held-out seeds 24-47 (the result)", [s for s in FRESH if s in results]),
+        )
+        for title, seeds in groups:
+            if not seeds:
+                continue
+            summarise(results, seeds, title, fixed=fixed)
+            if args.tune and title.startswith("Tuning"):
+                tune_table(results, seeds)
+            if all("optimized" in results[s]["probpath"] for s in seeds):
+                summarise(results, seeds, title, "optimized", fixed=fixed)
+                cost = [results[s]["optimize_cost"] for s in seeds]
                 for n in NFES:
                     nfe = np.mean([c[n][0] for c in cost])
                     sec = np.mean([c[n][1] for c in cost])
-                    print(f"optimize_grid cost at NFE {n}: {nfe:.0f} NFE x 32 draws, {sec:.1f} s")
-        summarise(results, [-1], "The old single problem", fixed=fixed)
+                    print(
+                        f"optimize_grid cost at NFE {n}: {nfe:.0f} NFE on batches of "
+                        f"{OPT_DRAWS // 2} draws, {sec:.1f} CPU-s per problem"
+                    )
+        if -1 in results:
+            summarise(results, [-1], "The old single problem", fixed=fixed)
     if not args.skip_overhead:
         overhead()
 

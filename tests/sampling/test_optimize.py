@@ -76,3 +76,57 @@ def test_cli_grid_optimized(tmp_path):
     bad = inv(app, ["sample", str(run), "--sampler", "nosuch", "--out", str(tmp_path / "b.npy")])
     # one line, exit 2, naming the bad value and the valid names
     assert bad.exit_code == 2 and "'nosuch'" in bad.stderr and "dpmpp_2m" in bad.stderr
+
+
+def test_objectives_in_closed_form():
+    """The per-draw objectives on known errors: e = 1..20. RMS = sqrt(sum k^2 / 20) =
+    sqrt(20 * 21 * 41 / 6 / 20) = sqrt(143.5); the largest tenth is {19, 20}, its RMS
+    sqrt((361 + 400) / 2) = sqrt(380.5); the max 20. Exact in float64 up to round-off."""
+    from probpath.sampling.optimize import OBJECTIVES
+
+    e = torch.arange(1.0, 21.0, dtype=torch.float64)
+    assert abs(OBJECTIVES["rms"](e) - 143.5**0.5) < 1e-12
+    assert abs(OBJECTIVES["tail"](e) - 380.5**0.5) < 1e-12
+    assert OBJECTIVES["max"](e) == 20.0
+    # fewer than ten draws: the tail is the single largest error
+    assert OBJECTIVES["tail"](e[:5]) == 5.0
+
+
+@pytest.mark.parametrize("objective", ["rms", "tail", "max"])
+def test_high_noise_times_stay_fixed_and_the_fit_never_worsens_the_check_draws(objective):
+    """``fixed_above`` (default 1, sigma_data = 1 here) keeps ``t_max`` and every start time at
+    ``sigma_tilde >= 1`` exactly (the draws pick their modes there); only later times move.
+    The returned grid is never worse than the start on the check draws (it is the start
+    itself otherwise). ``fixed_above=None``: only ``t_max`` stays."""
+    o = make_oracle("vp")
+    start = default_grid(o.path, 8, get_sampler("unipc"), dim=2)  # optimize_grid's start
+    v = o.path(start[:-1])
+    k = int((v.sigma / v.alpha >= 1.0).sum())
+    # t_max, the jump target 2 sqrt(2) = 2.83 and, log-SNR spaced from it down to
+    # sigma_min_rule(8) = 0.2 (5/8)^log2(sqrt 10) = 0.092 over 6 steps (ratio 1.77 each), 1.60;
+    # the next level is 0.90 < 1
+    assert k == 3
+    fit = optimize_grid(
+        o,
+        8,
+        (2,),
+        n=64,
+        max_evals=40,
+        objective=objective,
+        generator=torch.Generator().manual_seed(1),
+    )
+    torch.testing.assert_close(fit.ts[:k], start[:k], rtol=0, atol=0)
+    assert fit.ts[-1] == start[-1] and (fit.ts[1:] < fit.ts[:-1]).all()
+    assert fit.error <= fit.initial_error
+    free = optimize_grid(
+        o, 8, (2,), n=64, max_evals=40, fixed_above=None, generator=torch.Generator().manual_seed(1)
+    )
+    assert free.ts[0] == start[0]  # t_max itself always stays
+    with pytest.raises(ValueError, match="fixed_above"):
+        optimize_grid(o, 8, (2,), fixed_above=0.0)
+
+
+def test_bad_objective():
+    o = make_oracle("vp")
+    with pytest.raises(ValueError, match="objective must be one of"):
+        optimize_grid(o, 4, (2,), objective="median")

@@ -53,3 +53,36 @@ def test_flow_matching_default_grid_uses_sigma_data():
     expected = default_grid(m.path, 10, spec, t_max=t_max, sigma_data=m.data_std, dim=m.dim)
     torch.testing.assert_close(grid, expected, rtol=0, atol=0)
     assert not torch.equal(grid, default_grid(m.path, 10, spec, t_max=t_max))
+
+
+def test_diffusion_and_score_models_use_the_data_range_once_fitted():
+    """Diffusion and score models hand the deterministic log-SNR samplers the data-derived
+    range (``default_grid`` with their recorded ``data_std``) once they have seen data; before
+    that, and for every other sampler or a path with ``sigma(0) > 0`` (VE), the whole range
+    as before. Checked exactly against ``default_grid`` (same function, same inputs: equal to
+    the last bit)."""
+    from probpath.score import DiffusionModel, ScoreSDE
+
+    data = 4.0 * torch.randn(64, 3, generator=torch.Generator().manual_seed(2))
+    for m in (
+        DiffusionModel((3,), network={"hidden": [8]}),
+        ScoreSDE((3,), sde="vp", network={"hidden": [8]}),
+    ):
+        before = m.grid_defaults("unipc", 10)
+        assert not isinstance(before.get("grid"), torch.Tensor)  # whole range, as before
+        m.train()
+        m.loss(data)
+        grid = m.grid_defaults("unipc", 10)["grid"]
+        spec = get_sampler("unipc")
+        expected = default_grid(m.path, 10, spec, sigma_data=m.data_std, dim=m.dim)
+        torch.testing.assert_close(grid, expected, rtol=0, atol=0)
+        # the stochastic samplers keep their own grids
+        assert not isinstance(m.grid_defaults("ancestral", 10).get("grid"), torch.Tensor)
+        # sampling with it spends exactly `steps` evaluations and stays finite
+        out = m.sample(8, sampler="unipc", steps=10, generator=torch.Generator().manual_seed(0))
+        assert out.shape == (8, 3) and bool(torch.isfinite(out).all())
+    ve = ScoreSDE((3,), sde="ve", network={"hidden": [8]})
+    ve.train()
+    ve.loss(data)
+    # sigma(0) > 0: the rule does not apply; the grid ends at t = 0 (sigma_min) as before
+    assert not isinstance(ve.grid_defaults("unipc", 10).get("grid"), torch.Tensor)

@@ -1,16 +1,28 @@
 """Time grids fitted to a model: :func:`optimize_grid` (in the spirit of Align Your Steps).
 
 For a given field, sampler and number of steps, choose the interior times of the grid that
-minimise the discretisation error: the RMS distance between the sampler's output and a fine
+minimise the discretisation error: the distance between the sampler's output and a fine
 solve of the same probability-flow ODE from the same ``n`` prior draws (Sabour et al. 2024
 minimise a KL upper bound over the data; with a deterministic solver the end-point error
 from shared starts is the direct target and needs no data). The first time ``t_max`` and the
-last (``t = 0``, or the path's ``t_min`` where ``sigma(0) > 0``) stay fixed; the ``steps``
-increments are a softmax of logits ``z0 + cumsum(e)``, ``|e_i| <= RATIO`` (the ratio of
-neighbouring steps moves by at most ``e^RATIO`` from the start's), optimised by Powell's method
-(derivative-free; every evaluation is one run of the sampler: ``steps`` NFE on half the
-``n`` draws; the other half checks the result, so a grid that only fits its own draws is not
-returned).
+last (``t = 0``, or the path's ``t_min`` where ``sigma(0) > 0``) stay fixed, and by default
+so do all of the start's times at noise levels ``sigma_tilde = sigma / alpha >= sigma_data``
+(``fixed_above``): there the draws choose their modes, and a coarser step there sends a rare
+draw to another mode (one in 32 to a few hundred: seeds 5 and 15 of bench_samplers, where the
+check draws showed nothing), which no fit on a few hundred draws can see; below it the
+per-draw error is mostly smooth and averages well (not where modes lie closer than
+``sigma_data``: seed 9 still lost 30x at 20 steps). The remaining increments are a softmax of logits
+``z0 + cumsum(e)``, ``|e_i| <= RATIO`` (the ratio of neighbouring steps moves by at most
+``e^RATIO`` from the start's), optimised by Powell's method (derivative-free; every
+evaluation is one run of the sampler: ``steps`` NFE on half the ``n`` draws; the other half
+checks the result, so a grid that only fits its own draws is not returned).
+
+The objective (:data:`OBJECTIVES`) is a function of the per-draw errors ``e_i``: ``"rms"``
+(their root mean square), ``"tail"`` (the RMS of the largest tenth) or ``"max"``. A rare draw
+that switches mode under a coarse grid dominates the RMS over many draws but is absent from
+a few dozen; the tail objectives weigh exactly those draws (benchmarks/README.md, seed 15).
+A fit is kept only if, on the check draws, both its RMS and its largest error are no worse
+than the starting grid's.
 
 The fine solve is DPM-Solver++(3M) on a 200-step log-SNR grid with the second-order final
 step (``final_extrapolate``): third order, its error is orders of magnitude below that of a
@@ -22,6 +34,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 import torch
@@ -32,10 +45,28 @@ from probpath.sampling.loop import run_sampler
 from probpath.sampling.samplers import get_sampler
 from probpath.sampling.timesteps import check_grid, make_grid
 
-__all__ = ["OptimizedGrid", "optimize_grid", "load_grid", "save_grid", "GRIDS_FILE"]
+__all__ = ["OBJECTIVES", "OptimizedGrid", "optimize_grid", "load_grid", "save_grid", "GRIDS_FILE"]
 
 FINE_STEPS = 200
 RATIO = 0.25
+
+
+def _rms(e: torch.Tensor) -> float:
+    return float(e.pow(2).mean().sqrt())
+
+
+def _tail(e: torch.Tensor) -> float:
+    k = max(1, math.ceil(0.1 * e.numel()))
+    return float(e.pow(2).topk(k).values.mean().sqrt())
+
+
+def _max(e: torch.Tensor) -> float:
+    return float(e.max())
+
+
+#: objectives of the per-draw end-point errors ``e_i`` ``(n,)``: their RMS, the RMS of the
+#: largest tenth (at least one draw), their maximum
+OBJECTIVES = MappingProxyType({"rms": _rms, "tail": _tail, "max": _max})
 
 
 @dataclass(frozen=True)
@@ -47,7 +78,8 @@ class OptimizedGrid:
         sampler, steps, options: what it was fitted for.
         error: RMS error of the returned grid against the fine solve, on the half of the
             draws the fit did not use (the fit is fitted on the other half and kept only if
-            it beats the starting grid there; otherwise the starting grid is returned).
+            it beats the starting grid there in RMS with no larger worst error; otherwise the
+            starting grid is returned).
         initial_error: the same for the starting grid.
         nfe: network evaluations spent (fine solve + every trial run), per draw.
         seconds: wall-clock time of the fit.
@@ -76,6 +108,19 @@ class OptimizedGrid:
         }
 
 
+def _n_fixed(path, ts: torch.Tensor, fixed_above: float | None, sigma_data) -> int:
+    """How many leading times of ``ts`` stay fixed: ``t_max`` and those at ``sigma_tilde >=
+    fixed_above * sigma_data``."""
+    if fixed_above is None:
+        return 1
+    from probpath.sampling.samplers import check_sigma_data
+
+    v = path(ts[:-1])
+    st = v.sigma / v.alpha.clamp_min(1e-300)  # alpha = 0 (flow t = 1): infinite noise
+    above = int((st >= fixed_above * check_sigma_data(sigma_data)).sum())
+    return max(1, above)
+
+
 def _grid(z: np.ndarray, t_max: float, t_end: float) -> torch.Tensor:
     w = np.exp(np.clip(z - z.max(), -20.0, 0.0))  # every step > 0 (e^-20 of the largest)
     inc = (t_max - t_end) * w / w.sum()
@@ -98,6 +143,8 @@ def optimize_grid(
     cond=None,
     dtype: torch.dtype = torch.float64,
     sigma_data: float | None = None,
+    objective: str = "tail",
+    fixed_above: float | None = 1.0,
     **options,
 ) -> OptimizedGrid:
     """Fit the ``steps``-step grid of a deterministic ``sampler`` to ``field_``.
@@ -115,6 +162,10 @@ def optimize_grid(
         cond: conditioning passed to the field.
         dtype: of the draws (float64: round-off far below the errors being minimised).
         sigma_data: the data's standard deviation for the default ``init`` (``None``: 1).
+        objective: a key of :data:`OBJECTIVES`, applied to the per-draw errors of the fit draws.
+        fixed_above: keep the start's times at ``sigma_tilde >= fixed_above * sigma_data``
+            (``None``: only ``t_max``); at least two steps must stay free, else the start is
+            returned as it is.
         **options: the sampler's options.
 
     Returns:
@@ -136,6 +187,19 @@ def optimize_grid(
         raise ValueError(f"n must be >= 2 (half the draws fit the grid, half check it), got {n}")
     if steps < 2:
         raise ValueError("steps must be >= 2: a 1-step grid has no interior time to fit")
+    if objective not in OBJECTIVES:
+        raise ValueError(
+            f"objective must be one of {', '.join(map(repr, OBJECTIVES))}; got {objective!r}"
+        )
+    score = OBJECTIVES[objective]
+    if fixed_above is not None and (
+        isinstance(fixed_above, bool)
+        or not isinstance(fixed_above, int | float)
+        or not fixed_above > 0
+    ):
+        raise ValueError(
+            f"fixed_above must be a positive multiple of sigma_data or None, got {fixed_above!r}"
+        )
     start = time.perf_counter()
     path = field_.path
     if init is None:
@@ -149,19 +213,27 @@ def optimize_grid(
     x = path.prior_sample((n, *event_shape), generator=generator, dtype=dtype)
     fine = make_grid(path, FINE_STEPS, "log_snr", t_max=float(ts0[0]))
     ref = run_sampler(get_sampler("dpmpp_3m"), counted, x, fine, cond=cond, final_extrapolate=True)
-    t_max, t_end = float(ts0[0]), float(ts0[-1])
+    head = ts0[: _n_fixed(path, ts0, fixed_above, sigma_data)]  # times kept as they are
+    t_max, t_end = float(head[-1]), float(ts0[-1])
 
     fit, check = slice(0, (n + 1) // 2), slice((n + 1) // 2, n)
 
-    def error(ts: torch.Tensor, part: slice = fit) -> float:
+    def draw_errors(ts: torch.Tensor, part: slice) -> torch.Tensor | None:
         if not bool((ts[1:] < ts[:-1]).all()):  # steps below float64 resolution
-            return 1e30
+            return None
         c = cond[part] if isinstance(cond, torch.Tensor) else cond
         out = run_sampler(spec, counted, x[part], ts, cond=c, **options)
-        e = float((out - ref[part]).flatten(1).pow(2).sum(1).mean().sqrt())
-        return e if math.isfinite(e) else 1e30
+        e = (out - ref[part]).flatten(1).pow(2).sum(1).sqrt()
+        return e if bool(torch.isfinite(e).all()) else None
 
-    z0 = np.log(np.maximum(-np.diff(ts0.numpy()), 1e-12))
+    def error(ts: torch.Tensor) -> float:
+        e = draw_errors(ts, fit)
+        return 1e30 if e is None else score(e)
+
+    def full(z: np.ndarray) -> torch.Tensor:
+        return torch.cat([head[:-1], _grid(z, t_max, t_end)])
+
+    z0 = np.log(np.maximum(-np.diff(ts0[len(head) - 1 :].numpy()), 1e-12))
 
     # log step sizes z0 + cumsum(e), |e_i| <= RATIO: the ratio of neighbouring steps moves by at
     # most e^RATIO from the start's; multistep solvers turn uneven neighbouring steps into large
@@ -169,23 +241,28 @@ def optimize_grid(
     def logits(e: np.ndarray) -> np.ndarray:
         return z0 + np.cumsum(e)
 
-    res = minimize(
-        lambda e: error(_grid(logits(e), t_max, t_end)),
-        np.zeros_like(z0),
-        method="Powell",
-        bounds=[(-RATIO, RATIO)] * len(z0),
-        options={"maxfev": max_evals or 40 * steps, "xtol": 1e-3, "ftol": 1e-4},
-    )
-    ts = _grid(logits(res.x), t_max, t_end)
-    # accept the fit only if it also beats the start on the draws it was not fitted on
-    e0, e1 = error(ts0, check), error(ts, check)
-    if not e1 < e0:
-        ts, e1 = ts0, e0
+    ts = ts0
+    if len(z0) >= 2:  # at least two free increments (one is fixed by its ends)
+        res = minimize(
+            lambda e: error(full(logits(e))),
+            np.zeros_like(z0),
+            method="Powell",
+            bounds=[(-RATIO, RATIO)] * len(z0),
+            options={"maxfev": max_evals or 40 * steps, "xtol": 1e-3, "ftol": 1e-4},
+        )
+        ts = full(logits(res.x))
+    # accept the fit only if, on the draws it was not fitted on, it beats the start in RMS
+    # without a larger worst error (a rare mode switch the fit draws did not show)
+    c0, c1 = draw_errors(ts0, check), draw_errors(ts, check)
+    e0 = _rms(c0) if c0 is not None else math.inf
+    keep = c1 is not None and (c0 is None or (_rms(c1) < e0 and _max(c1) <= _max(c0)))
+    if not keep:
+        ts = ts0
     return OptimizedGrid(
         ts=ts,
         sampler=sampler,
         steps=steps,
-        error=e1,
+        error=_rms(c1) if keep else e0,
         initial_error=e0,
         nfe=counted.nfe,
         seconds=time.perf_counter() - start,

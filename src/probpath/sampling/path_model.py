@@ -36,7 +36,7 @@ from probpath.paths.field import PathField
 from probpath.paths.parameterization import Prediction
 from probpath.sampling.guidance import ClassifierFreeGuidance, ClassifierGuidance, format_nfe
 from probpath.sampling.likelihood import ode_log_prob
-from probpath.sampling.samplers import get_sampler, sample_path
+from probpath.sampling.samplers import get_sampler, range_rule_grid, sample_path
 
 __all__ = ["EventModel", "PathModel", "build_path_network"]
 
@@ -370,14 +370,21 @@ class PathModel(EventModel):
     def grid_defaults(self, sampler: str, steps: int) -> dict[str, Any]:
         """Time-grid options of a :meth:`sample` call with ``sampler`` and ``steps``.
 
-        Default: the sampler's spacing over the path's whole range (``t_max`` to ``t_min``, then
-        the explicit final step to ``sigma = 0``), not :func:`~probpath.sampling.samplers.
-        default_grid`'s sigma-range rule: a trained model's data may have features finer than
-        the rule's last noise level (near-constant pixels of dequantised images,
-        ``tests/sampling/test_ddpm_ode_regression.py``). Explicit ``options`` of :meth:`sample`
-        override these.
+        Once the model has seen data (:attr:`data_std` known), the deterministic log-SNR
+        samplers (DPM-Solver, UniPC, DEIS, DDIM) get :func:`~probpath.sampling.samplers.
+        default_grid`'s noise range scaled by the data (:func:`~probpath.sampling.samplers.
+        range_rule_grid`; chosen on bench_samplers' tuning seeds, benchmarks/README.md). Its
+        last noise level is ``O(sigma_data)`` at few steps, so coordinates much finer than the
+        pooled std are blurred by ``sqrt(v / (v + sigma_min^2))``
+        (``tests/sampling/test_registry.py::test_range_rule_final_step_blur``); pass
+        ``grid="log_snr"`` to :meth:`sample` for the whole range. Every other sampler, and any
+        sampler before fitting, uses its spacing over the path's whole range (``t_max`` to
+        ``t_min``, then the explicit final step to ``sigma = 0``). Explicit ``options`` of
+        :meth:`sample` override these.
         """
-        return {"grid": get_sampler(sampler).spacing}
+        spec = get_sampler(sampler)
+        grid = range_rule_grid(self.path, steps, spec, self.data_std, self.dim)
+        return {"grid": spec.spacing if grid is None else grid}
 
     def sample_t(self, n: int) -> torch.Tensor:
         """Training times ``(n,)``; default ``U[t_min, 1]`` (subclasses override)."""

@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_SPACING",
     "SampleOutput",
     "get_sampler",
+    "range_rule_grid",
     "sample_path",
 ]
 
@@ -63,7 +64,9 @@ DEFAULT_SPACING = MappingProxyType({name: spec.spacing for name, spec in SAMPLER
 #: never below the path's t_min. Ratios chosen on bench_samplers' tuning seeds 0-7 (data
 #: scales 0.5-8, d 2-64, four path kinds), reported on seeds 8-23: an absolute range (0.3 ..
 #: 80) lost up to 6x on data of scale 0.5 or 8, and spending the last evaluation at
-#: t_min = 1/N wastes one NFE in five at 5 steps.
+#: t_min = 1/N wastes one NFE in five at 5 steps. A search over 36 rules on seeds 0-23 kept
+#: these ratios; on the fresh seeds 24-47 one draw in 32 switching mode still costs up to 60x
+#: in single cells (benchmarks/README.md).
 SIGMA_MAX_RATIO = 2.0
 SIGMA_MIN_RATIO = 0.2
 
@@ -124,6 +127,22 @@ def default_grid(
         return make_grid(path, steps, "log_snr", t_max=t_max, **kw)
     except ValueError:  # t_max below sigma_max's time: the plain range
         return make_grid(path, steps, "log_snr", t_max=t_max, sigma_min=kw.get("sigma_min"))
+
+
+def range_rule_grid(
+    path, steps: int, spec: SamplerSpec, sigma_data: float | None, dim: int
+) -> torch.Tensor | None:
+    """:func:`default_grid`'s range-rule grid when a trained model should use it, else ``None``.
+
+    It applies when the data's ``sigma_data`` is known (a path model records it at fit), the
+    sampler is deterministic with log-SNR spacing (the exponential integrators and DDIM, for
+    which the rule was chosen: benchmarks/README.md) and the path ends at ``sigma = 0``.
+    Otherwise (``None``) a model keeps its sampler's spacing over the path's whole range."""
+    if sigma_data is None or not spec.deterministic or spec.spacing != "log_snr":
+        return None
+    if _sigma_tilde_floor(path.schedule) is None:
+        return None
+    return default_grid(path, steps, spec, sigma_data=sigma_data, dim=dim)
 
 
 def get_sampler(name: str | SamplerSpec) -> SamplerSpec:

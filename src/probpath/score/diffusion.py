@@ -27,6 +27,7 @@ from probpath.core.model import Capabilities
 from probpath.core.validation import check_choice, check_positive_int
 from probpath.paths.affine import AffinePath
 from probpath.sampling.path_model import PathModel, build_path_network
+from probpath.sampling.samplers import get_sampler, range_rule_grid
 from probpath.score.objectives import (
     WEIGHTINGS,
     VLBTerms,
@@ -294,6 +295,12 @@ class ScoreSDE(PathModel):
         self.sde, self.weighting = sde, weighting
 
     def grid_defaults(self, sampler: str, steps: int) -> dict[str, Any]:
+        """The data-derived range (:meth:`PathModel.grid_defaults`) for the deterministic
+        log-SNR samplers once ``data_std`` is known; otherwise the whole range, stopping at
+        ``t = 1e-5`` on VP / sub-VP (where ``sigma(0) = 0``)."""
+        grid = range_rule_grid(self.path, steps, get_sampler(sampler), self.data_std, self.dim)
+        if grid is not None:
+            return {"grid": grid}
         return {"t_min": 1e-5} if self.path.t_min == 0.0 else {}
 
     def loss(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
