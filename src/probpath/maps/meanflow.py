@@ -54,6 +54,8 @@ class MeanFlow(MapModel):
         schedule, schedule_options: the path (the linear path of the paper by default).
         network: options of the :class:`~probpath.maps.networks.TwoTimeMLP` on ``(t, t - r)``.
         ratio_r_neq_t: fraction of pairs with ``r < t`` (the rest ``r = t``: flow matching).
+        endpoint_share: fraction of pairs set to ``(r, t) = (t_min, t_max)``, the pair that
+            one-step sampling queries (taken from the ``r < t`` share; 0: the paper's sampler).
         p_mean, p_std: logit-normal time sampling (the paper's ``lognorm(-0.4, 1.0)``).
         adaptive_p, adaptive_c: adaptive loss weight ``1 / (|err|^2 + c)^p`` (stop-grad).
         teacher: a run directory of a path model whose velocity replaces the conditional one.
@@ -71,6 +73,7 @@ class MeanFlow(MapModel):
         schedule_options: dict[str, Any] | None = None,
         network: dict[str, Any] | None = None,
         ratio_r_neq_t: float = 0.25,
+        endpoint_share: float = 0.0,
         p_mean: float = -0.4,
         p_std: float = 1.0,
         adaptive_p: float = 1.0,
@@ -89,6 +92,12 @@ class MeanFlow(MapModel):
             internal_teacher=False,
         )
         self.ratio = check_probability(ratio_r_neq_t, "ratio_r_neq_t")
+        self.endpoint_share = check_probability(endpoint_share, "endpoint_share")
+        if self.endpoint_share > self.ratio:
+            raise ValueError(
+                f"endpoint_share ({endpoint_share}) is part of the r < t pairs and cannot exceed "
+                f"ratio_r_neq_t ({ratio_r_neq_t}); raise ratio_r_neq_t or lower endpoint_share"
+            )
         self.p_mean, self.p_std = float(p_mean), float(p_std)
         self.adaptive_p, self.adaptive_c = float(adaptive_p), float(adaptive_c)
         self.default_steps = self.check_steps(steps)
@@ -102,8 +111,11 @@ class MeanFlow(MapModel):
         fraction ``1 - ratio_r_neq_t`` of the rows."""
         a = torch.sigmoid(self.p_mean + self.p_std * torch.randn(2, n, device=self.device))
         t, r = a.max(0).values, a.min(0).values
-        equal = torch.rand(n, device=self.device) >= self.ratio
-        r = torch.where(equal, t, r)
+        u = torch.rand(n, device=self.device)
+        r = torch.where(u >= self.ratio, t, r)
+        ends = u < self.endpoint_share  # a sub-share of the r < t rows
+        t = torch.where(ends, torch.full_like(t, self.path.t_max), t)
+        r = torch.where(ends, torch.full_like(r, self.path.t_min), r)
         return r.to(self.dtype), t.to(self.dtype)
 
     def map_loss(self, x0: torch.Tensor, cond=None) -> torch.Tensor:
