@@ -37,6 +37,7 @@ __all__ = [
     "teacher_solve",
     "flow_map",
     "path_regression_loss",
+    "check_clip",
 ]
 
 
@@ -134,6 +135,24 @@ def path_regression_loss(field: PathField, x0: torch.Tensor, t: torch.Tensor, co
     target = from_x0_eps(s.x0, s.eps, field.prediction, s.x_t, t, field.path)
     err = field.evaluate(s.x_t, t, cond) - target
     return err.reshape(len(x0), -1).pow(2).mean(1)
+
+
+def check_clip(clip_x0) -> tuple[float, float] | None:
+    """``clip_x0`` as ``(low, high)`` floats (or ``None``), the data range every data estimate
+    ``x0`` of a multistep sampler is clamped to before it is re-noised (the path samplers'
+    ``clip_x0``, diffusers' ``clip_sample``).
+
+    Raises:
+        ValueError: not a pair with ``low < high``.
+    """
+    if clip_x0 is None:
+        return None
+    if not isinstance(clip_x0, list | tuple) or len(clip_x0) != 2:
+        raise ValueError(f"clip_x0 must be a pair (low, high), e.g. (-1, 1); got {clip_x0!r}")
+    low, high = (float(v) for v in clip_x0)
+    if not low < high:
+        raise ValueError(f"clip_x0 must be (low, high) with low < high, got ({low}, {high})")
+    return low, high
 
 
 class MapModel(EventModel):

@@ -34,7 +34,7 @@ import torch
 from probpath.core.broadcast import append_dims
 from probpath.core.model import Capabilities
 from probpath.core.validation import check_choice, check_positive_int
-from probpath.maps.base import MapModel, teacher_solve
+from probpath.maps.base import MapModel, check_clip, teacher_solve
 from probpath.paths.affine import AffinePath
 from probpath.sampling.path_model import build_path_network
 from probpath.sampling.timesteps import make_grid
@@ -228,21 +228,29 @@ class ConsistencyModel(MapModel):
         steps: int | None = None,
         times: list[float] | None = None,
         x_init: torch.Tensor | None = None,
+        clip_x0: tuple[float, float] | None = None,
     ) -> torch.Tensor:
         """Multistep consistency sampling (Song et al. 2023, Alg. 1), ``(n, *event_shape)``.
 
         ``x0 = f(x_T, t_max)``; for each later time ``tau``: ``x = alpha_tau x0 + sigma_tau z``,
         ``x0 = f(x, tau)``. One NFE per time (``steps``, or ``times`` given explicitly).
+        ``clip_x0=(low, high)`` clamps every ``x0`` to the data range (bounded data): an
+        estimate outside it is re-noised into a point off the path's marginal.
         """
+        clip = check_clip(clip_x0)
         x = self.start(n, cond, generator, x_init)
         n = len(x)
         if times is None:
             times = self.sample_times(self.check_steps(steps or self.default_steps))
         x0 = self.consistency(x, self.expand(times[0], n))
         for tau in times[1:]:
+            if clip is not None:
+                x0 = x0.clamp(*clip)
             t = self.expand(tau, n)
             v = self.path(t)
             z = torch.randn(x0.shape, generator=generator, device=self.device, dtype=self.dtype)
             x = append_dims(v.alpha, x0) * x0 + append_dims(v.sigma, x0) * z
             x0 = self.consistency(x, t)
+        if clip is not None:
+            x0 = x0.clamp(*clip)
         return self._record(x0, len(times))

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from probpath.core.validation import check_positive_int
+from probpath.nn.embeddings import SinusoidalEmbedding
 from probpath.nn.embeddings import time_embedding as make_time_embedding
 from probpath.nn.mlp import MLP
 
@@ -24,6 +25,9 @@ class TwoTimeMLP(nn.Module):
         time_embedding: ``"sinusoidal"`` or ``"fourier"``.
         embed_dim: size of each time embedding.
         act: activation name.
+        time_scale: multiplier of both times before a sinusoidal embedding (the default 1000
+            is DDPM's timestep range). A network differentiated in time (MeanFlow's jvp)
+            wants a small one: ``d emb / dt`` grows with it (see :class:`MeanFlow`).
 
     Shapes: ``x (batch, D)``, ``t, s (batch,)`` -> ``(batch, D)``.
 
@@ -38,11 +42,18 @@ class TwoTimeMLP(nn.Module):
         time_embedding: str = "sinusoidal",
         embed_dim: int = 32,
         act: str = "silu",
+        time_scale: float = 1000.0,
     ):
         super().__init__()
         self.dim = check_positive_int(dim, "dim")
-        self.embed_t = make_time_embedding(time_embedding, embed_dim)
-        self.embed_s = make_time_embedding(time_embedding, embed_dim)
+        if not time_scale > 0:
+            raise ValueError(f"time_scale must be positive, got {time_scale!r}")
+        if time_embedding == "sinusoidal":
+            self.embed_t = SinusoidalEmbedding(embed_dim, scale=time_scale)
+            self.embed_s = SinusoidalEmbedding(embed_dim, scale=time_scale)
+        else:
+            self.embed_t = make_time_embedding(time_embedding, embed_dim)
+            self.embed_s = make_time_embedding(time_embedding, embed_dim)
         self.net = MLP(dim + 2 * embed_dim, dim, tuple(hidden), act=act)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
