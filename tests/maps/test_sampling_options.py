@@ -87,3 +87,17 @@ def test_clipped_consistency_sampling_stays_in_range_and_is_a_no_op_for_a_wide_r
     clipped = draw(clip_x0=(-1.0, 1.0))
     assert float(clipped.min()) >= -1.0 and float(clipped.max()) <= 1.0
     assert torch.equal(draw(clip_x0=(-1e9, 1e9)), free)
+
+
+def test_meanflow_time_scale_is_saved_and_checked_at_load():
+    """The time scale of MeanFlow's embedding is part of its state: a run trained at another
+    scale (the default was 1000 before it became 10) is refused with the option to set,
+    and a checkpoint saved before the scale was recorded is refused as incomplete."""
+    state = MeanFlow((2,)).state_dict()
+    assert float(state["time_scale"]) == 10.0
+    with pytest.raises(RuntimeError, match=r"network=\{'time_scale': 10\}"):
+        MeanFlow((2,), network={"time_scale": 1000.0}).load_state_dict(state)
+    old = {k: v for k, v in state.items() if k != "time_scale"}
+    with pytest.raises(RuntimeError, match="time_scale"):
+        MeanFlow((2,)).load_state_dict(old)
+    MeanFlow((2,)).load_state_dict(state)  # the same scale loads

@@ -103,13 +103,17 @@ class MeanFlow(MapModel):
         event_shape = tuple(event_shape)
         if len(event_shape) != 1:
             raise ValueError(f"MeanFlow takes vectors (D,); got event_shape {event_shape}")
+        network_options = {"time_scale": 10.0, **(network or {})}
         super().__init__(
             event_shape,
             AffinePath(schedule, **(schedule_options or {})),
-            TwoTimeMLP(event_shape[0], **{"time_scale": 10.0, **(network or {})}),
+            TwoTimeMLP(event_shape[0], **network_options),
             teacher=teacher,
             internal_teacher=False,
         )
+        # saved with the weights: a run trained at another time scale (the default was
+        # 1000 before) is refused at load instead of sampling wrongly
+        self.register_buffer("time_scale", torch.tensor(float(network_options["time_scale"])))
         self.ratio = check_probability(ratio_r_neq_t, "ratio_r_neq_t")
         self.endpoint_share = check_probability(endpoint_share, "endpoint_share")
         if self.endpoint_share > self.ratio:
@@ -120,6 +124,16 @@ class MeanFlow(MapModel):
         self.p_mean, self.p_std = float(p_mean), float(p_std)
         self.adaptive_p, self.adaptive_c = float(adaptive_p), float(adaptive_c)
         self.default_steps = self.check_steps(steps)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args) -> None:
+        saved = state_dict.get(prefix + "time_scale")
+        if saved is not None and float(saved) != float(self.time_scale):
+            args[-1].append(  # error_msgs
+                f"the run was trained with network time_scale {float(saved):g}, this MeanFlow "
+                f"has {float(self.time_scale):g}; build it with network={{'time_scale': "
+                f"{float(saved):g}}}"
+            )
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def average_velocity(self, z: torch.Tensor, r: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """``u(z, r, t)`` ``(batch, *event)`` (the network sees ``t`` and ``t - r``)."""
