@@ -69,6 +69,22 @@ def _check_sizes(factor_sizes: Sequence[int]) -> torch.Tensor:
     return torch.tensor(sizes)
 
 
+def _check_fixed(fixed_factors: Sequence[int] | None, n_factors: int) -> torch.Tensor:
+    if fixed_factors is None:
+        return torch.arange(n_factors)
+    fixed = [int(k) for k in fixed_factors]
+    if (
+        len(fixed) < 2
+        or len(set(fixed)) != len(fixed)
+        or not all(0 <= k < n_factors for k in fixed)
+    ):
+        raise ValueError(
+            f"fixed_factors must list >= 2 distinct factor indices in [0, {n_factors}); "
+            f"got {list(fixed_factors)}"
+        )
+    return torch.tensor(sorted(fixed))
+
+
 @torch.no_grad()
 def factor_cls_votes(
     encode: Callable[[torch.Tensor], torch.Tensor],
@@ -78,6 +94,7 @@ def factor_cls_votes(
     *,
     n_pairs: int = 64,
     batch_votes: int = 16,
+    fixed_factors: Sequence[int] | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Votes of steps 1-4 of the protocol (module docstring).
@@ -90,6 +107,9 @@ def factor_cls_votes(
         n_votes: number of votes.
         n_pairs: ``L``, pairs averaged per vote.
         batch_votes: votes encoded together (``2 * n_pairs * batch_votes`` images at once).
+        fixed_factors: the factors a vote may fix (its possible labels); all ``K`` when
+            ``None``. The other factors still vary within every pair (Higgins et al. fix one
+            of dSprites' four factors position x, position y, scale, rotation, never shape).
         generator: for the fixed factors and the pairs.
 
     Returns:
@@ -100,7 +120,8 @@ def factor_cls_votes(
     n_pairs = check_positive_int(n_pairs, "n_pairs")
     batch_votes = check_positive_int(batch_votes, "batch_votes")
     n_factors = len(sizes)
-    labels = torch.randint(0, n_factors, (n_votes,), generator=generator)
+    choices = _check_fixed(fixed_factors, n_factors)
+    labels = choices[torch.randint(0, len(choices), (n_votes,), generator=generator)]
     diffs = []
     for start in range(0, n_votes, batch_votes):
         k = labels[start : start + batch_votes].repeat_interleave(n_pairs)  # (m,)
@@ -130,15 +151,19 @@ def factor_cls_score(
     n_train: int = 1000,
     n_test: int = 500,
     batch_votes: int = 16,
+    fixed_factors: Sequence[int] | None = None,
+    standardize: bool = True,
     generator: torch.Generator | None = None,
 ) -> FactorCLSResult:
     """The Factor-CLS score of the codes ``encode(render(v))`` (Higgins et al. 2017).
 
     Args:
-        encode, render, factor_sizes, n_pairs, batch_votes, generator: see
+        encode, render, factor_sizes, n_pairs, batch_votes, fixed_factors, generator: see
             :func:`factor_cls_votes`.
         n_train: training votes of the linear classifier.
         n_test: test votes (the score's binomial s.e. is at most ``0.5 / sqrt(n_test)``).
+        standardize: scale each vote coordinate to unit variance before the classifier
+            (``False``: the raw ``z_diff`` as disentanglement_lib's ``beta_vae_sklearn``).
 
     Returns:
         :class:`FactorCLSResult`.
@@ -156,10 +181,16 @@ def factor_cls_score(
 
     n_train = check_positive_int(n_train, "n_train")
     n_test = check_positive_int(n_test, "n_test")
-    opts = {"n_pairs": n_pairs, "batch_votes": batch_votes, "generator": generator}
+    opts = {
+        "n_pairs": n_pairs,
+        "batch_votes": batch_votes,
+        "fixed_factors": fixed_factors,
+        "generator": generator,
+    }
     x_train, y_train = factor_cls_votes(encode, render, factor_sizes, n_train, **opts)
     x_test, y_test = factor_cls_votes(encode, render, factor_sizes, n_test, **opts)
-    classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    steps = [StandardScaler()] if standardize else []
+    classifier = make_pipeline(*steps, LogisticRegression(max_iter=2000))
     if len(torch.unique(y_train)) < 2:
         raise ValueError(f"n_train={n_train} votes drew a single factor; raise n_train")
     classifier.fit(x_train.numpy(), y_train.numpy())
@@ -167,7 +198,7 @@ def factor_cls_score(
     return FactorCLSResult(
         accuracy=accuracy,
         train_accuracy=float(classifier.score(x_train.numpy(), y_train.numpy())),
-        chance=1.0 / len(factor_sizes),
+        chance=1.0 / len(_check_fixed(fixed_factors, len(factor_sizes))),
         std_error=math.sqrt(max(accuracy * (1.0 - accuracy), 0.0) / n_test),
         n_pairs=int(n_pairs),
         n_train=n_train,
