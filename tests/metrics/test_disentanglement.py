@@ -21,6 +21,19 @@ def _perfect(x):
     return x / (torch.tensor(SIZES, dtype=x.dtype) - 1)
 
 
+def _perfect_score(**options):
+    """Factor-CLS of the perfect encoder with 500 / 500 votes (seed 1)."""
+    return factor_cls_score(
+        _perfect,
+        _identity_render,
+        SIZES,
+        n_train=500,
+        n_test=500,
+        generator=torch.Generator().manual_seed(1),
+        **options,
+    )
+
+
 def test_votes_zero_exactly_on_the_fixed_factor():
     z_diff, k = factor_cls_votes(
         _perfect,
@@ -45,14 +58,7 @@ def test_perfectly_disentangled_encoder_scores_100_percent():
     # other coordinates average |v1 - v2| / (s - 1) over 64 pairs (mean (s + 1) / (3 s) >= 0.375,
     # s.d. over 64 pairs < 0.05). A logistic regression on such separable votes classifies every
     # one: the expected score is exactly 1.
-    res = factor_cls_score(
-        _perfect,
-        _identity_render,
-        SIZES,
-        n_train=500,
-        n_test=500,
-        generator=torch.Generator().manual_seed(1),
-    )
+    res = _perfect_score()
     assert res.accuracy == 1.0 and res.train_accuracy == 1.0
     assert res.chance == pytest.approx(0.2) and (res.n_pairs, res.n_test) == (64, 500)
 
@@ -120,16 +126,7 @@ def test_fixed_factor_subset_labels_and_scores(standardize):
     )
     assert set(k.tolist()) == set(fixed)  # 200 draws miss a label with prob <= 4 (3/4)^200
     assert torch.all(z_diff[torch.arange(200), k] == 0.0) and torch.all(z_diff[:, 0] > 0.0)
-    res = factor_cls_score(
-        _perfect,
-        _identity_render,
-        SIZES,
-        n_train=500,
-        n_test=500,
-        fixed_factors=fixed,
-        standardize=standardize,
-        generator=torch.Generator().manual_seed(1),
-    )
+    res = _perfect_score(fixed_factors=fixed, standardize=standardize)
     assert res.accuracy == 1.0 and res.chance == pytest.approx(0.25)
 
 
