@@ -130,8 +130,8 @@ def test_fixed_factor_subset_labels_and_scores(standardize):
     assert res.accuracy == 1.0 and res.chance == pytest.approx(0.25)
 
 
-def test_raw_votes_uninformative_encoder_scores_chance():
-    # as test_uninformative_encoder_scores_chance, without standardising, over 4 factors:
+def test_standardised_votes_uninformative_encoder_scores_chance():
+    # as test_uninformative_encoder_scores_chance, standardising the votes, over 4 factors:
     # accuracy ~ Binomial(n_test, 1/4) / n_test, s.e. sqrt(3 / 16 / n_test)
     noise = torch.Generator().manual_seed(8)
     n_test = 1000
@@ -143,7 +143,7 @@ def test_raw_votes_uninformative_encoder_scores_chance():
         n_train=500,
         n_test=n_test,
         fixed_factors=[1, 2, 3, 4],
-        standardize=False,
+        standardize=True,
         generator=torch.Generator().manual_seed(2),
     )
     assert abs(res.accuracy - 0.25) < 4 * math.sqrt(0.25 * 0.75 / n_test)  # 4 s.e.
