@@ -87,8 +87,10 @@ def _gamma(m: int) -> float:
 
 def _screen_directions(means_c, prec_chol, m: int):
     """Per component ``k`` an orthonormal basis ``Q_k`` of the whitened mean differences
-    ``(mu_j - mu_k) U_k`` (the ``m`` nearest ``j``), as one ``(d, K m)`` matrix of
-    ``U_k Q_k``, the offsets ``mu_k U_k Q_k`` ``(K m,)`` and ``||U_k Q_k||_F`` ``(K,)``."""
+    ``(mu_j - mu_k) U_k`` (the ``m`` nearest ``j``). Returns the ``(d, K m)`` matrix of the
+    ``U_k Q_k`` side by side, the offsets ``mu_k U_k Q_k`` ``(K m,)``, and the rounding
+    terms ``scale``, ``shift`` ``(K,)`` of step 1 (the error of ``L_nk`` is at most
+    ``γ (||x_n|| scale_k + shift_k)``)."""
     k = means_c.shape[0]
     blocks = []
     for j in range(k):
@@ -126,18 +128,13 @@ def _upper_log_joint_t(xc, screen, log_c, ws) -> torch.Tensor:
 
 
 def _exact(ell, rows_of, xc, prec_chol, b, log_c, ws, gathered) -> None:
-    """``ell[k, n] = ℓ_nk`` (float64, exact) for the rows where ``rows_of(k)`` is true (all
-    rows if ``rows_of`` is ``None``); appends ``(k, rows or None, x[rows])`` per component
-    to ``gathered`` for the second moments (rows copied into one reused buffer)."""
+    """``ell[k, n] = ℓ_nk`` (float64, exact) for the rows where ``rows_of(k)`` is true;
+    appends ``(k, rows, x[rows])`` per component to ``gathered`` for the second moments (the
+    rows are copied into one reused buffer while it has room)."""
     n, d = xc.shape
     pool = ws((2 * n, d), xc, "s_pool")
-    used = sum(len(xj) for _, idx, xj in gathered if idx is not None)
+    used = sum(len(xj) for _, _, xj in gathered)
     for j in range(ell.shape[0]):
-        if rows_of is None:
-            y = torch.addmm(b[j], xc, prec_chol[j], beta=-1, out=ws((n, d), xc, "s_exact"))
-            torch.sub(log_c[j], y.square_().sum(1), alpha=0.5, out=ell[j])
-            gathered.append((j, None, xc))
-            continue
         idx = torch.nonzero(rows_of(j)).reshape(-1)
         m = idx.numel()
         if m == 0:
@@ -242,7 +239,7 @@ def screened_pass(x, w, screen: Screen, policy: ScreenPolicy, ws=_fresh, rows: i
                 s2 += _FULL.second_moments(sub, r, work[: len(sub)])
             continue
         for j, idx, xj in gathered:
-            r = resp_t[j] if idx is None else resp_t[j].index_select(0, idx)
+            r = resp_t[j].index_select(0, idx)
             weighted = torch.mul(xj, r[:, None], out=ws(xj.shape, xj, "s_exact"))
             s2[j].addmm_(weighted.T, xj)
     policy.record(kept, needed, x.shape[0] * k, screen.directions)
