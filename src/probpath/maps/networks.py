@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 from probpath.core.validation import check_positive_int
-from probpath.nn.embeddings import SinusoidalEmbedding
 from probpath.nn.embeddings import time_embedding as make_time_embedding
 from probpath.nn.mlp import MLP
 
@@ -48,12 +47,8 @@ class TwoTimeMLP(nn.Module):
         self.dim = check_positive_int(dim, "dim")
         if not time_scale > 0:
             raise ValueError(f"time_scale must be positive, got {time_scale!r}")
-        if time_embedding == "sinusoidal":
-            self.embed_t = SinusoidalEmbedding(embed_dim, scale=time_scale)
-            self.embed_s = SinusoidalEmbedding(embed_dim, scale=time_scale)
-        else:
-            self.embed_t = make_time_embedding(time_embedding, embed_dim)
-            self.embed_s = make_time_embedding(time_embedding, embed_dim)
+        self.embed_t = make_time_embedding(time_embedding, embed_dim, time_scale)
+        self.embed_s = make_time_embedding(time_embedding, embed_dim, time_scale)
         self.net = MLP(dim + 2 * embed_dim, dim, tuple(hidden), act=act)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:

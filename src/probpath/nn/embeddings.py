@@ -85,7 +85,8 @@ class FourierFeatures(nn.Module):
 TIME_EMBEDDINGS = ("sinusoidal", "fourier")
 
 
-def time_embedding(kind: str, dim: int) -> nn.Module:
-    """A time-feature module by name: ``"sinusoidal"`` or ``"fourier"``."""
+def time_embedding(kind: str, dim: int, scale: float = 1000.0) -> nn.Module:
+    """A time-feature module by name: ``"sinusoidal"`` (``t`` multiplied by ``scale`` first)
+    or ``"fourier"`` (``scale`` unused)."""
     check_choice(kind, "time_embedding", TIME_EMBEDDINGS)
-    return SinusoidalEmbedding(dim) if kind == "sinusoidal" else FourierFeatures(dim)
+    return SinusoidalEmbedding(dim, scale=scale) if kind == "sinusoidal" else FourierFeatures(dim)

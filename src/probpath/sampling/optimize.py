@@ -42,7 +42,7 @@ import torch
 from probpath.core.validation import check_positive_int
 from probpath.paths.field import Field, count_nfe
 from probpath.sampling.loop import run_sampler
-from probpath.sampling.samplers import get_sampler
+from probpath.sampling.samplers import check_sigma_data, get_sampler
 from probpath.sampling.timesteps import check_grid, make_grid
 
 __all__ = ["OBJECTIVES", "OptimizedGrid", "optimize_grid", "load_grid", "save_grid", "GRIDS_FILE"]
@@ -113,8 +113,6 @@ def _n_fixed(path, ts: torch.Tensor, fixed_above: float | None, sigma_data) -> i
     fixed_above * sigma_data``."""
     if fixed_above is None:
         return 1
-    from probpath.sampling.samplers import check_sigma_data
-
     v = path(ts[:-1])
     st = v.sigma / v.alpha.clamp_min(1e-300)  # alpha = 0 (flow t = 1): infinite noise
     above = int((st >= fixed_above * check_sigma_data(sigma_data)).sum())
