@@ -63,7 +63,8 @@ def test_skipped_pairs_are_negligible_and_kept_pairs_exact():
     x = torch.as_tensor(_mixture_data())
     gm = _fitted(x, 6)
     with gm._torch_state():
-        ell, gathered = gm._screen().log_joint_t(x - gm.center_)
+        x1 = _screened._centred_with_ones(x, gm.center_, _screened._fresh)
+        ell, gathered = gm._screen().log_joint_t(x1)
         exact = _dense_log_joint(gm, x).T
     assert gathered is not None
     kept = torch.isfinite(ell)
@@ -74,8 +75,9 @@ def test_skipped_pairs_are_negligible_and_kept_pairs_exact():
     assert torch.all(kept[exact.argmax(0), torch.arange(x.shape[0])])  # the best is kept
 
 
-def _fit_pair(monkeypatch, x, k, **kw):
-    """The same fit with the screen (recording the kept share) and forced dense."""
+def _fit_pair(monkeypatch, x, k, init=None, **kw):
+    """The same fit with the screen (recording the kept share) and forced dense; ``init``:
+    more constructor arguments (a given start)."""
     kept = []
     record = ScreenPolicy.record
 
@@ -84,7 +86,7 @@ def _fit_pair(monkeypatch, x, k, **kw):
         record(self, n_kept, needed, pairs, directions)
 
     monkeypatch.setattr(ScreenPolicy, "record", spy)
-    args = dict(covariance_type="full", tol=0.0, max_iter=8, random_state=0)
+    args = dict(covariance_type="full", tol=0.0, max_iter=8, random_state=0, **(init or {}))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         screened = GaussianMixture(k, **args).fit(x, **kw)
@@ -153,3 +155,58 @@ def test_screen_is_only_used_where_it_applies():
     assert screen(x.astype(np.float32), 3) is None
     assert screen(x[:, :10], 3) is None
     assert screen(x, 2) is None
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_blocks_probe_and_lanes_give_the_dense_fit(monkeypatch, threads):
+    """Small blocks (several per lane, the first split into a probe) and one or two lanes
+    (``_blas.serial_lanes``) change only the summation order: the same bounds as
+    ``test_screened_fit_equals_the_dense_fit``. The start is given as the precisions of a
+    3-iteration fit, whose Cholesky factors are lower triangular (the triangular kernel's
+    other case) until the first M-step; they are tight enough for the first pass to screen."""
+    monkeypatch.setattr(_screened, "ROWS", 700)
+    monkeypatch.setattr(_screened, "_PROBE_ROWS", 150)
+    x = _mixture_data(seed=3)  # the data of test_screened_fit_equals_the_dense_fit
+    start = _fitted(x, 6)
+    init = {
+        "weights_init": start.weights_,
+        "means_init": start.means_,
+        "precisions_init": start.precisions_,
+    }
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        screened, dense, kept = _fit_pair(monkeypatch, x, 6, init)
+    finally:
+        torch.set_num_threads(before)
+    assert kept and max(kept) < 0.3  # every pass screened, the first included
+    assert abs(screened.lower_bound_ - dense.lower_bound_) <= 1e-12 * abs(dense.lower_bound_)
+    for name in ("weights_", "means_", "covariances_"):
+        got, want = getattr(screened, name), getattr(dense, name)
+        assert np.max(np.abs(got - want)) <= 1e-9 * np.max(np.abs(want)), name
+    np.testing.assert_array_equal(screened.labels_, dense.labels_)
+
+
+def test_labels_over_many_blocks_are_the_exact_argmax():
+    """Margin 0 keeps every pair whose upper bound reaches the row's best exact value, so
+    the argmax over kept pairs is the argmax of the definition (ties: none in float64 data
+    like these), block by block."""
+    x = torch.as_tensor(_mixture_data(seed=7))
+    gm = _fitted(x, 6)
+    with gm._torch_state():
+        got = _screened.screened_labels(x, gm._screen(), rows=400)
+        want = _dense_log_joint(gm, x).argmax(1)
+    assert torch.equal(got, want)
+
+
+def test_the_bound_stays_a_bound_beyond_float32_range():
+    """The bound's product runs in float32: centred values past its range (~3.4e38) give
+    inf / nan there, which must become the trivial distance bound 0 (upper bound ln π_k +
+    c_k), never an infinite distance that would skip the pair."""
+    x = torch.as_tensor(_mixture_data())
+    gm = _fitted(x, 6)
+    with gm._torch_state():
+        screen = gm._screen()
+        far = torch.full((3, x.shape[1]), 1e39, dtype=torch.float64)
+        upper = _screened._upper_log_joint_t(far, screen.columns, screen.log_c, _screened._fresh)
+    assert torch.equal(upper, screen.log_c[:, None].expand(-1, 3))

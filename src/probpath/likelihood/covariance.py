@@ -23,6 +23,7 @@ import math
 
 import torch
 
+from probpath.likelihood._blas import native, symmetrize_upper_, syrk_
 from probpath.likelihood._covariance_base import (
     Covariance,
     MatrixCovariance,
@@ -96,17 +97,30 @@ class _Full(MatrixCovariance):
 
     @staticmethod
     def second_moments(x: torch.Tensor, resp: torch.Tensor, work: torch.Tensor | None = None):
-        """``S2_k = Σ_n γ_nk x_n x_n^T`` ``(K, d, d)`` as one ``(d, n) @ (n, K d)`` product.
+        """``S2_k = Σ_n γ_nk x_n x_n^T`` ``(K, d, d)``: on a CPU ``K`` symmetric updates with
+        ``sqrt(γ_nk) x_n`` (:mod:`~probpath.likelihood._blas`), elsewhere one ``(d, n) @ (n,
+        K d)`` product.
 
         Args:
             x: ``(n, d)``; resp: ``(n, K)`` (a transposed view is fine); work: optional
-                scratch of ``n K d`` elements.
+                contiguous scratch (``n d`` elements on a CPU, ``n K d`` elsewhere; a
+                smaller one is replaced).
         """
         n, d = x.shape
-        shape = (n, resp.shape[1], d)
-        w = x.new_empty(shape) if work is None else work.view(shape)
+        k = resp.shape[1]
+        native_path = native(x)  # per component a symmetric rank-n update: half the flops
+        shape = (n, d) if native_path else (n, k, d)
+        if work is None or work.numel() < math.prod(shape):
+            work = x.new_empty(shape)
+        w = work.reshape(-1)[: math.prod(shape)].view(shape)
+        if native_path:
+            root = resp.sqrt()
+            s2 = x.new_zeros(k, d, d)
+            for j in range(k):
+                syrk_(s2[j], torch.mul(x, root[:, j, None], out=w))
+            return symmetrize_upper_(s2)
         torch.mul(resp[:, :, None], x[:, None, :], out=w)
-        return (x.T @ w.view(n, -1)).view(d, shape[1], d).transpose(0, 1)
+        return (x.T @ w.view(n, -1)).view(d, k, d).transpose(0, 1)
 
     def draw_numpy(self, rng, means, covariances, counts):
         triples = zip(means, covariances, counts)

@@ -14,7 +14,7 @@ import torch
 
 from probpath.core.validation import check_choice
 from probpath.likelihood._mixture_tools import check_array_parameter, responsibility_sums
-from probpath.likelihood._screened import Screen, ScreenPolicy, screened_pass
+from probpath.likelihood._screened import Screen, ScreenPolicy, screened_labels, screened_pass
 from probpath.likelihood.covariance import COVARIANCE_TYPES, Covariance, covariance_type, vech
 from probpath.likelihood.mixture_em import MixtureEM
 
@@ -222,15 +222,10 @@ class GaussianMixture(MixtureEM):
         screen = self._screen()
         if screen is None:
             return super()._labels(x)
-        self._validate_values(x, "X")  # the argmax is always among the kept pairs
+        self._validate_values(x, "X")
         in_fit = "_buffers" in vars(self)  # a fit's workspace; otherwise one for this call
         try:
-            return torch.cat(
-                [
-                    screen.log_joint_t(c - self.center_, self._workspace)[0].T.argmax(1)
-                    for c in x.split(8192)
-                ]
-            )
+            return screened_labels(x, screen, self._workspace)
         finally:
             if not in_fit:
                 vars(self).pop("_buffers", None)
