@@ -12,7 +12,8 @@ trains ``--teacher-seconds`` once and is shared by its students; every student
 ``cfm`` (Heun, 10 steps) and ``ddpm-v`` (DPM-Solver++ 2M, 10 and 20 steps). Students:
 one reflow round of the cfm teacher (2-rectified flow, Euler @1/@2/@10; half the student
 budget, in steps at the teacher's rate) and the 1-step distillation of its ODE map (the other
-half) @1, consistency distillation of the cfm teacher @1/@2, consistency training @1/@2,
+half) @1, consistency distillation of the cfm teacher @1/@2 (``consistency-init``: its network
+read as a velocity and started from the teacher's weights), consistency training @1/@2,
 consistency-FM @2, MeanFlow @1, shortcut @1/@4 (these four train from data alone: budget =
 ``--seconds``), progressive distillation of the ddpm-v teacher 16 -> 8 -> 4 DDIM steps in two
 time-budgeted rounds @4. Goals: every 1-2 NFE model beats the Gaussian on every metric; the
@@ -119,6 +120,12 @@ def train_all(data, dim, seconds, teacher_seconds, seed, only=None, teachers=TEA
         cd = build_model("consistency", (dim,))
         cd.set_teacher(cfm.field)
         yield ("consistency (CD) <- cfm", *fit(cd, data, seconds, seed), total,
+               [{"steps": 1}, {"steps": 2}])  # fmt: skip
+    if cfm is not None and wanted("consistency-init"):  # CD read as velocity, from the teacher
+        cd = build_model("consistency", (dim,), prediction="velocity")
+        cd.set_teacher(cfm.field)
+        cd.init_from_teacher()
+        yield ("consistency (CD, teacher's weights) <- cfm", *fit(cd, data, seconds, seed), total,
                [{"steps": 1}, {"steps": 2}])  # fmt: skip
     for name, nfes in (
         ("consistency-training", [{"steps": 1}, {"steps": 2}]),

@@ -39,12 +39,16 @@ def test_flow_map_of_a_single_gaussian_is_the_closed_form():
 
 def test_consistency_boundary_condition_is_exact():
     """``f(x, t_min) = x`` bit for bit (``c_skip = 1``, ``c_out = 0``), on the linear path
-    (``t_min = 0``) and the VP path (``t_min = 1e-3``), for an untrained network."""
+    (``t_min = 0``) and the VP path (``t_min = 1e-3``), for an untrained network, read as the
+    free ``F`` or as a prediction of the conversion hub."""
     x = torch.randn(16, 2, generator=torch.Generator().manual_seed(1))
     for schedule in ("linear", "vp"):
-        m = ConsistencyModel((2,), "training", schedule=schedule, network={"hidden": [8]})
-        t = torch.full((16,), m.path.t_min)
-        assert torch.equal(m.consistency(x, t), x)
+        for prediction in (None, "velocity", "eps", "v"):  # the free F, or a hub prediction
+            m = ConsistencyModel(
+                (2,), "training", schedule=schedule, network={"hidden": [8]}, prediction=prediction
+            )
+            t = torch.full((16,), m.path.t_min)
+            assert torch.equal(m.consistency(x, t), x)
         c_skip, c_out = boundary_coefficients(m.path, torch.tensor([0.5, 1.0]), 0.5, m.path.t_min)
         assert torch.isfinite(c_skip).all() and torch.isfinite(c_out).all()
 

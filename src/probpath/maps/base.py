@@ -239,6 +239,29 @@ class MapModel(EventModel):
         self._teacher_field = field
         return self
 
+    def init_from_teacher(self) -> None:
+        """Copy the teacher's network into the online network (and the target copy).
+
+        Raises:
+            ValueError: the teacher has no network of this architecture, or preconditions it.
+        """
+        field = self.teacher_field
+        net = getattr(field, "network", None)
+        if not isinstance(net, nn.Module) or getattr(field, "precondition", False):
+            raise ValueError(
+                "init_from_teacher needs a teacher with a plain network (a PathField without "
+                f"preconditioning); got {type(field).__name__}"
+            )
+        mine, theirs = self.network.state_dict(), net.state_dict()
+        if mine.keys() != theirs.keys() or any(mine[k].shape != theirs[k].shape for k in mine):
+            raise ValueError(
+                "the teacher's network has another architecture; build this model with the "
+                "teacher's network options (e.g. the same `hidden`)"
+            )
+        self.network.load_state_dict(theirs)
+        if self.target_decay:
+            self.target.load_state_dict(self.network.state_dict())
+
     @property
     def teacher_field(self) -> Field:
         """The teacher (loaded from ``teacher`` on first use)."""

@@ -36,6 +36,7 @@ from probpath.core.model import Capabilities
 from probpath.core.validation import check_choice, check_positive_int
 from probpath.maps.base import MapModel, check_clip, teacher_solve
 from probpath.paths.affine import AffinePath
+from probpath.paths.parameterization import Prediction, convert
 from probpath.sampling.path_model import build_path_network
 from probpath.sampling.timesteps import make_grid
 
@@ -114,12 +115,21 @@ class ConsistencyModel(MapModel):
             for distillation.
         teacher_sampler: the sampler of the one teacher ODE step (any name of ``SAMPLERS``).
         loss: ``"pseudo_huber"`` (``c = 0.00054 sqrt(D)``) or ``"l2"``.
+        weighting: ``"inverse_gap"`` (``lambda = 1 / (t_hi - t_lo)``, improved CT) or
+            ``"uniform"`` (``lambda = 1``, the CD of Song et al. 2023).
         n_min, n_max, curriculum_steps: the discretisation curriculum (``n_min = n_max``: a
             fixed grid, as in CD).
         spacing: the grid spacing (``make_grid``; ``"edm"`` is Karras' rho = 7 grid).
         p_mean, p_std: lognormal noise sampling (``None`` for uniform intervals).
         target_decay: EMA decay of the target network (0: stop-grad, improved CT).
         steps: default number of sampling steps (multistep consistency sampling).
+        prediction: ``None`` (default): the network is the free ``F`` above. A prediction
+            kind of the conversion hub (``"velocity"``, ``"eps"``, ``"v"``, ``"x0"``, ...):
+            the network is read as that prediction on the path, converted to ``x0_hat``, and
+            ``f = c_skip x + (1 - c_skip) x0_hat`` (the boundary condition still holds; the
+            form of latent consistency models, Luo et al. 2023). With the teacher's kind,
+            :meth:`init_from_teacher` starts ``f`` at the teacher's one-step denoiser, as
+            Song et al. 2023 start CD from the pretrained model.
     """
 
     capabilities: ClassVar[Capabilities] = Capabilities(
@@ -138,6 +148,7 @@ class ConsistencyModel(MapModel):
         teacher_network: dict[str, Any] | None = None,
         teacher_sampler: str = "heun",
         loss: str = "pseudo_huber",
+        weighting: str = "inverse_gap",
         n_min: int = 10,
         n_max: int = 160,
         curriculum_steps: int = 4000,
@@ -146,9 +157,13 @@ class ConsistencyModel(MapModel):
         p_std: float = 2.0,
         target_decay: float = 0.0,
         steps: int = 1,
+        prediction: str | None = None,
     ):
         check_choice(mode, "mode", ("distillation", "training"))
+        if prediction is not None:
+            check_choice(prediction, "prediction", [k.value for k in Prediction])
         check_choice(loss, "loss", ("pseudo_huber", "l2"))
+        check_choice(weighting, "weighting", ("inverse_gap", "uniform"))
         event_shape = tuple(event_shape)
         super().__init__(
             event_shape,
@@ -162,7 +177,7 @@ class ConsistencyModel(MapModel):
         if not sigma_data > 0:
             raise ValueError(f"sigma_data must be positive, got {sigma_data!r}")
         self.mode, self.sigma_data, self.teacher_sampler = mode, float(sigma_data), teacher_sampler
-        self.loss_kind, self.spacing = loss, spacing
+        self.loss_kind, self.spacing, self.weighting = loss, spacing, weighting
         self.n_min = check_positive_int(n_min, "n_min")
         self.n_max = check_positive_int(n_max, "n_max")
         if self.n_max < self.n_min:
@@ -171,13 +186,29 @@ class ConsistencyModel(MapModel):
         self.p_mean, self.p_std = p_mean, float(p_std)
         self.default_steps = self.check_steps(steps)
         self.huber_c = 0.00054 * math.sqrt(self.dim)
+        self.prediction = None if prediction is None else Prediction(prediction)
 
     # -- the consistency function ----------------------------------------------------------
     def consistency(self, x: torch.Tensor, t: torch.Tensor, network=None) -> torch.Tensor:
         """``f(x, t) = c_skip x + c_out F(x, t)`` ``(batch, *event)``; ``t`` ``(batch,)``."""
         c_skip, c_out = boundary_coefficients(self.path, t, self.sigma_data, self.path.t_min)
         out = (network or self.network)(x, t)
+        if self.prediction is not None:  # a prediction of the hub: blend x with its x0_hat
+            out = convert(out, self.prediction, Prediction.X0, x, t, self.path)
+            c_out = 1.0 - c_skip
         return append_dims(c_skip, x) * x + append_dims(c_out, x) * out
+
+    def init_from_teacher(self) -> None:
+        """Start the online and target networks from the teacher's network (needs
+        ``prediction`` equal to the teacher's kind, an unpreconditioned teacher and the same
+        architecture)."""
+        field = self.teacher_field
+        if self.prediction is None or getattr(field, "prediction", None) is not self.prediction:
+            raise ValueError(
+                f"init_from_teacher needs prediction={getattr(field, 'prediction', None)!r} "
+                f"(the teacher's kind); this model has prediction={self.prediction!r}"
+            )
+        super().init_from_teacher()
 
     def grid(self) -> torch.Tensor:
         """The current discretisation ``t_max = ts[0] > ... > ts[N] = t_min`` (float64)."""
@@ -209,6 +240,8 @@ class ConsistencyModel(MapModel):
             dist = (pred - target).reshape(len(x0), -1).pow(2).mean(1)
         else:
             dist = pseudo_huber(pred, target, self.huber_c)
+        if self.weighting == "uniform":
+            return dist
         weight = 1.0 / (n_int * (t_hi - t_lo))
         return weight * dist
 

@@ -119,12 +119,6 @@ class ProgressiveDistillation(MapModel):
             return self.teacher_field
         return PathField(self.frozen, self.path, "v")
 
-    def init_from_teacher(self) -> None:
-        """Start the student from the teacher's network when the architectures match."""
-        net = getattr(self.teacher_field, "network", None)
-        if isinstance(net, torch.nn.Module):
-            self.network.load_state_dict(net.state_dict())
-
     def next_round(self) -> None:
         """The student becomes the teacher (after round 0 without a teacher: the pretrained
         model does); the student's ``N`` halves, not below ``final_steps``."""

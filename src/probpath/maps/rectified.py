@@ -60,12 +60,6 @@ class RectifiedDistillation(MapModel):
         self.pair_sampler = pair_sampler
         self.pair_steps = check_positive_int(pair_steps, "pair_steps")
 
-    def init_from_teacher(self) -> None:
-        """Start ``v_theta`` from the teacher's network when the architectures match."""
-        net = getattr(self.teacher_field, "network", None)
-        if isinstance(net, torch.nn.Module):
-            self.network.load_state_dict(net.state_dict())
-
     def generate(self, eps: torch.Tensor) -> torch.Tensor:
         """``g(eps) = eps - v_theta(eps, 1)`` ``(batch, *event)``."""
         return eps - self.network(eps, self.expand(1.0, len(eps)))
