@@ -61,7 +61,7 @@ def test_per_class_fd_is_zero_for_the_held_out_data_itself_and_grows_with_swappe
 def test_regenerating_the_extractor_is_deterministic_and_gives_the_shipped_features():
     """The script trains on one thread with fixed seeds: two runs on one machine give the
     same bytes. The shipped file is reproduced bit for bit only where torch runs the same CPU
-    kernels as the machine that wrote it (an AVX2 AMD EPYC). Elsewhere other summation
+    kernels as the machine that wrote it (an AMD EPYC). Elsewhere other summation
     orders change the ~1e-7 round-off of each operation, and 2,000 Adam steps grow it: an
     AVX-512 Intel machine gave weights 4e-4 apart and features 1e-4 apart (relative). What
     the metrics use must not move: the held-out accuracy (the same 0/1 outcomes) is equal,
