@@ -13,15 +13,16 @@ Protocol (``N_STARTS`` = 512 draws per problem, ``--starts``). On these mixtures
 and then ends in another mode than the exact flow's (an error of the order of the distance
 between modes, 10-1000x the typical error), at rates of 0.05-5 % per sampler and NFE; such a
 draw moves a problem's RMS 10-100x, so the per-problem RMS ratio is a count of rare events:
-between two disjoint sets of 512 draws it moved by 14-37 % (median) and up to 4x on the
-tuning seeds measured (benchmarks/README.md, measurement study), and even 2048 draws do not
-pin it to +-10 % where switches are rarer than 1 in 1000. The RMS stays the issue's metric;
-beside it the tables print (a) the ratio of the **median** per-draw error (probpath / the
-smallest median among diffusers' configurations), reproducible to a few % at 512 draws, and
-(b) the **mode switches** (``switches``: draws whose error exceeds half the smallest
-distance between two means) of probpath and of diffusers' best configuration, summed over
-the problems. 512 is also what the fresh family's budget allowed (the reference solve
-dominates the cost and grows faster than the number of draws).
+between two disjoint sets of 512 draws it moved by 14 % to a factor 12 (median over pairs of
+sets) on the tuning seeds measured (benchmarks/README.md, measurement study), and even 2048
+draws do not pin it to +-10 % where switches are rarer than 1 in 100. The RMS stays the
+issue's metric; beside it the tables print (a) the ratio of the **median** per-draw error
+(probpath / the smallest median among diffusers' configurations), reproducible at 512 draws
+to 1-8 % (median over pairs of sets; at most 16 %), and (b) the **mode switches**
+(``switches``: draws whose error exceeds half the smallest distance between two means) of
+probpath and of diffusers' best configuration, summed over the problems. 512 is also what
+the fresh family's budget allowed (the reference solve dominates the cost and grows faster
+than the number of draws).
 
 Accuracy. Every sampler starts from the same ``x_T ~ N(0, I)`` at its first noise level; the
 error is the RMS distance of its output to a tight dopri5 solution (rtol = atol = 1e-7) of the
