@@ -116,8 +116,8 @@ class OptimizedGrid:
         initial_error: the same for the starting grid.
         far: far draws (:func:`far_draws`) of the returned grid among the check draws.
         initial_far: the same for the starting grid.
-        nfe: network evaluations spent (fine solve on the fit and check draws in one batch,
-            every trial run on the fit draws, two check runs), counted per batch.
+        nfe: network evaluations spent (the fine solve of the fit draws and of the check
+            draws, every trial run on the fit draws, two check runs), counted per batch.
         seconds: wall-clock time of the fit.
     """
 
@@ -309,7 +309,7 @@ def optimize_grid(
     # with no more far draws (rare mode switches the fit draws did not show)
     c0, c1 = draw_errors(ts0, "check"), draw_errors(ts, "check")
     e0 = _rms(c0) if c0 is not None else math.inf
-    f0 = far_draws(c0, switch_distance) if c0 is not None else n_check
+    f0 = far_draws(c0, switch_distance) if c0 is not None else n_check  # failed: all far
     keep = accept_fit(c0, c1, switch_distance)
     if not keep:
         ts = ts0
