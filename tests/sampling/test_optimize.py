@@ -130,3 +130,54 @@ def test_bad_objective():
     o = make_oracle("vp")
     with pytest.raises(ValueError, match="objective must be one of"):
         optimize_grid(o, 4, (2,), objective="median")
+
+
+def test_accept_fit_rule():
+    """The check's rule on known per-draw errors: a lower RMS alone is not enough, the number
+    of draws beyond ``distance`` must not grow; a failed start accepts any finite fit."""
+    from probpath.sampling.optimize import accept_fit, far_draws
+
+    start = torch.tensor([0.1, 0.2, 0.3, 2.0], dtype=torch.float64)  # RMS 1.02, one far draw
+    better = torch.tensor([0.05, 0.05, 0.05, 1.9], dtype=torch.float64)
+    switch = torch.tensor([0.05, 0.05, 1.2, 1.2], dtype=torch.float64)  # RMS 0.85, two far
+    assert far_draws(start, 1.0) == 1 and far_draws(switch, 1.0) == 2
+    assert accept_fit(start, better, 1.0)
+    assert (switch.pow(2).mean() < start.pow(2).mean()) and not accept_fit(start, switch, 1.0)
+    assert not accept_fit(start, start, 1.0)  # not strictly better
+    assert not accept_fit(start, None, 1.0) and accept_fit(None, better, 1.0)
+
+
+def test_a_large_check_rejects_a_fit_that_a_small_one_lets_through():
+    """The seed-9 failure of bench_samplers in miniature, on the exact mixture: a fit on 16
+    draws (6 steps of UniPC on DDPM, high-noise times free, RMS objective) that is *worse* on
+    4096 fresh draws than the default grid, in RMS and in draws ending more than half the
+    smallest distance between the means away (mode switches). A check on 16 other draws
+    accepts it; one on 1024 rejects it and returns the default grid (the same fit: the fit draws
+    come first from the generator; on 1024 draws its RMS is already the worse, switches
+    included). Deterministic: float64, seeded generators."""
+    o = make_oracle("ddpm")
+    mu = o.means
+    gap = float((torch.cdist(mu, mu) + 1e30 * torch.eye(3, dtype=mu.dtype)).min())
+    distance = 0.5 * gap  # 1.25
+    start = default_grid(o.path, 6, get_sampler("unipc"), dim=2)
+    kw = dict(n=16, max_evals=60, fixed_above=None, objective="rms", switch_distance=distance)
+    small = optimize_grid(o, 6, (2,), n_check=16, generator=torch.Generator().manual_seed(3), **kw)
+    assert not torch.equal(small.ts, start)  # the small check let the fit through
+
+    x = o.path.prior_sample((4096, 2), generator=torch.Generator().manual_seed(99))
+    x = x.double()
+    ref = run_sampler(
+        get_sampler("dpmpp_3m"), o, x, make_grid(o.path, 400, "log_snr"), final_extrapolate=True
+    )
+
+    def errors(ts):
+        return (run_sampler(get_sampler("unipc"), o, x, ts) - ref).pow(2).sum(1).sqrt()
+
+    e_start, e_fit = errors(start), errors(small.ts)
+    assert e_fit.pow(2).mean() > e_start.pow(2).mean()  # worse on fresh draws ...
+    assert (e_fit > distance).sum() > (e_start > distance).sum()  # ... with more mode switches
+    large = optimize_grid(
+        o, 6, (2,), n_check=1024, generator=torch.Generator().manual_seed(3), **kw
+    )
+    torch.testing.assert_close(large.ts, start, rtol=0, atol=0)  # rejected: the start returned
+    assert large.error == large.initial_error and large.far == large.initial_far

@@ -149,27 +149,89 @@ DPMPP_3M = SamplerSpec(
 
 
 # -- UniPC (Zhao et al. 2023) ------------------------------------------------------------------
-def _unipc_update(ctx: StepContext, s: int, t: int, x, idx, x0s, variant: str, x0_t=None):
-    """UniP (``x0_t is None``) or UniC update from grid point ``s`` to ``t`` in the data form.
+# The updates of a run are linear combinations ``a x + sum_j w_j m_j`` of the stored x0_hat
+# ``m_j``: the evaluations live in a ``(order + 1, numel)`` buffer (slot ``j % (order + 1)``
+# for grid point ``j``) and each update is one ``addmm`` over it, its ``(a, w)`` taken from a
+# plan of the whole grid built once per grid (memoised). Per step that is one copy and two
+# products instead of ~9 tensor operations and a memo look-up per update: for the small
+# tensors of a sampler's inner loop the per-operation overhead is the cost
+# (benchmarks/README.md, UniPC overhead).
+def _unipc_combination(
+    lam: tuple[float, ...],
+    alpha: tuple[float, ...],
+    sigma: tuple[float, ...],
+    s: int,
+    t: int,
+    k: int,
+    corrector: bool,
+    variant: str,
+    slots: int,
+) -> tuple[float, list[float]]:
+    """``(a, w)`` of the UniP (or UniC, ``corrector``) update from grid point ``s`` to ``t``
+    in the data form, ``w`` indexed by buffer slot.
 
-    ``idx, x0s``: the evaluations used, newest first, ``idx[0] == s`` (``m0``). With
-    ``r_k = (lambda_k - lambda_s) / h`` and ``D_k = (m_k - m0) / r_k`` (Zhao et al., Alg. 1-2,
-    with ``hh = -h`` for the data form): ``x_t = (sigma_t / sigma_s) x_s - alpha_t
-    (e^{hh} - 1) m0 - alpha_t B(h) sum_k rho_k D_k`` where ``rho`` solves ``R rho = b``,
-    ``R_{qk} = r_k^q``, ``b_q = q! phi_{q+1}(hh) / B(h)`` (Eq. 8-9), ``B(h) = hh`` (bh1) or
-    ``e^{hh} - 1`` (bh2). The corrector adds the new evaluation ``x0_t`` at ``r = 1``.
+    The evaluations used are grid points ``s, s - 1, .., s - k + 1`` (``m0`` at ``s``) and,
+    for the corrector, ``t`` itself. With ``r_k = (lambda_k - lambda_s) / h`` and ``D_k =
+    (m_k - m0) / r_k`` (Zhao et al., Alg. 1-2, with ``hh = -h`` for the data form): ``x_t =
+    (sigma_t / sigma_s) x_s - alpha_t (e^{hh} - 1) m0 - alpha_t B(h) sum_k rho_k D_k`` where
+    ``rho`` solves ``R rho = b``, ``R_{qk} = r_k^q``, ``b_q = q! phi_{q+1}(hh) / B(h)``
+    (Eq. 8-9), ``B(h) = hh`` (bh1) or ``e^{hh} - 1`` (bh2). The corrector adds the new
+    evaluation ``x0_t`` at ``r = 1``.
     """
-    g = ctx.g
     # an evaluation at lambda = -inf (alpha = 0, flow paths at t = 1) has r = -inf: it carries
     # no information on the lambda-polynomial, so it is left out (a lower-order step)
-    ms = [m for j, m in zip(idx[1:], x0s[1:]) if math.isfinite(g.lam[j])]
-    lams = tuple(g.lam[j] for j in idx[1:] if math.isfinite(g.lam[j]))
-    if x0_t is not None:
-        ms.append(x0_t)
+    hist = [j for j in range(s - 1, s - k, -1) if math.isfinite(lam[j])]
     a, w0, ws = _unipc_coefficients(
-        g.lam[s], g.lam[t], lams, x0_t is not None, variant, g.alpha[t], g.sigma[t] / g.sigma[s]
+        lam[s],
+        lam[t],
+        tuple(lam[j] for j in hist),
+        corrector,
+        variant,
+        alpha[t],
+        sigma[t] / sigma[s],
     )
-    return _combine(x, a, [(w0, x0s[0]), *zip(ws, ms)])
+    cols = [s, *hist, *([t] if corrector else [])]
+    w = [0.0] * slots
+    for j, wj in zip(cols, (w0, *ws)):
+        w[j % slots] = wj  # at most order + 1 consecutive grid points: distinct slots
+    return a, w
+
+
+@functools.lru_cache(maxsize=256)
+def _unipc_plan(
+    lam: tuple[float, ...],
+    alpha: tuple[float, ...],
+    sigma: tuple[float, ...],
+    options: tuple,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> tuple:
+    """For every step ``i`` of the grid: ``(corrector, predictor)``, each ``(a, w)`` with ``w``
+    a ``(1, order + 1)`` tensor of slot weights, or ``None`` (no corrector at step 0 or when
+    switched off; no predictor on the final step to ``sigma = 0``)."""
+    order, variant, corrector, lower_order_final = options
+    steps = len(lam) - 1
+
+    def order_at(i: int) -> int:  # as _step_order: warm-up and lower-order final steps
+        k = min(order, i + 1)
+        return min(k, steps - i) if lower_order_final and steps < 15 else k
+
+    def tensor(aw: tuple[float, list[float]]) -> tuple[float, torch.Tensor]:
+        return aw[0], torch.tensor([aw[1]], dtype=dtype, device=device)
+
+    plan = []
+    for i in range(steps):
+        corr = pred = None
+        if corrector and i >= 1:
+            corr = _unipc_combination(
+                lam, alpha, sigma, i - 1, i, order_at(i - 1), True, variant, order + 1
+            )
+        if sigma[i + 1] != 0.0:
+            pred = _unipc_combination(
+                lam, alpha, sigma, i, i + 1, order_at(i), False, variant, order + 1
+            )
+        plan.append(tuple(None if c is None else tensor(c) for c in (corr, pred)))
+    return tuple(plan)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -219,15 +281,23 @@ def _unipc_weights(hh: float, rks: tuple[float, ...], variant: str) -> tuple[flo
 def _unipc_step(ctx: StepContext, x: torch.Tensor, i: int):
     o, st = ctx.options, ctx.state
     x0, _ = ctx.x0_eps(x, i)
-    if o["corrector"] and "prev" in st:  # UniC: correct x_i with the evaluation just made
-        s, x_s, k = st["prev"]
-        x = _unipc_update(ctx, s, i, x_s, st["idx"][:k], st["x0s"][:k], o["variant"], x0)
-    idx, x0s = _push(ctx, i, x0, o["order"])
-    if ctx.g.sigma[i + 1] == 0.0:  # the final step: denoise (no corrector after it)
+    if "plan" not in st:  # first step: the history buffer and the plan of this grid
+        g, k = ctx.g, o["order"] + 1
+        key = (o["order"], o["variant"], o["corrector"], o["lower_order_final"])
+        lam, alpha, sigma = tuple(g.lam), tuple(g.alpha), tuple(g.sigma)
+        st["plan"] = _unipc_plan(lam, alpha, sigma, key, x0.dtype, x0.device)
+        # zeros: a slot not yet written has weight 0 and must not hold NaN
+        st["mat"] = torch.zeros((k, x0.numel()), dtype=x0.dtype, device=x0.device)
+        st["slots"] = [row.view(x0.shape) for row in st["mat"]]
+    st["slots"][i % len(st["slots"])].copy_(x0)
+    corr, pred = st["plan"][i]
+    if corr is not None:  # UniC: correct x_i with the evaluation just made
+        x = torch.addmm(st["prev"].reshape(1, -1), corr[1], st["mat"], beta=corr[0])
+        x = x.view_as(x0)
+    if pred is None:  # the final step: denoise (no corrector after it)
         return ctx.g.alpha[i + 1] * x0, x0
-    k = _step_order(ctx, i, o["order"])
-    st["prev"] = (i, x, k)
-    return _unipc_update(ctx, i, i + 1, x, idx[:k], x0s[:k], o["variant"]), x0
+    st["prev"] = x
+    return torch.addmm(x.reshape(1, -1), pred[1], st["mat"], beta=pred[0]).view_as(x0), x0
 
 
 def _check_unipc(o):

@@ -7,22 +7,24 @@ minimise a KL upper bound over the data; with a deterministic solver the end-poi
 from shared starts is the direct target and needs no data). The first time ``t_max`` and the
 last (``t = 0``, or the path's ``t_min`` where ``sigma(0) > 0``) stay fixed, and by default
 so do all of the start's times at noise levels ``sigma_tilde = sigma / alpha >= sigma_data``
-(``fixed_above``): there the draws choose their modes, and a coarser step there sends a rare
-draw to another mode (one in 32 to a few hundred: seeds 5 and 15 of bench_samplers, where the
-check draws showed nothing), which no fit on a few hundred draws can see; below it the
-per-draw error is mostly smooth and averages well (not where modes lie closer than
-``sigma_data``: seed 9 still lost 30x at 20 steps). The remaining increments are a softmax of logits
-``z0 + cumsum(e)``, ``|e_i| <= RATIO`` (the ratio of neighbouring steps moves by at most
-``e^RATIO`` from the start's), optimised by Powell's method (derivative-free; every
-evaluation is one run of the sampler: ``steps`` NFE on half the ``n`` draws; the other half
-checks the result, so a grid that only fits its own draws is not returned).
+(``fixed_above``): there the draws choose their modes. The remaining increments are a
+softmax of logits ``z0 + cumsum(e)``, ``|e_i| <= RATIO`` (the ratio of neighbouring steps
+moves by at most ``e^RATIO`` from the start's), optimised by Powell's method
+(derivative-free; every evaluation is one run of the sampler: ``steps`` NFE on the ``n`` fit
+draws).
+
+**The check.** A coarser step where the draws choose their modes sends a rare draw to
+another mode: one in a few hundred, which moves the RMS over a few dozen draws 10-100x
+(benchmarks/README.md, seeds 5, 9 and 15 of bench_samplers). A fit on a few hundred draws
+cannot see such switches, and neither can a check on as many. So the result is checked on
+``n_check`` *other* draws (default 1024: a check is one run of the sampler per grid, not a
+fit), and kept only if there its RMS error is lower than the start's **and** its number of
+far draws (:func:`far_draws`: error above ``switch_distance``, by default a quarter of the
+data's radius ``sigma_data sqrt(d)``, the scale of a switch between modes) does not grow.
+Otherwise the starting grid is returned.
 
 The objective (:data:`OBJECTIVES`) is a function of the per-draw errors ``e_i``: ``"rms"``
-(their root mean square), ``"tail"`` (the RMS of the largest tenth) or ``"max"``. A rare draw
-that switches mode under a coarse grid dominates the RMS over many draws but is absent from
-a few dozen; the tail objectives weigh exactly those draws (benchmarks/README.md, seed 15).
-A fit is kept only if, on the check draws, both its RMS and its largest error are no worse
-than the starting grid's.
+(their root mean square), ``"tail"`` (the RMS of the largest tenth) or ``"max"``.
 
 The fine solve is DPM-Solver++(3M) on a 200-step log-SNR grid with the second-order final
 step (``final_extrapolate``): third order, its error is orders of magnitude below that of a
@@ -45,10 +47,21 @@ from probpath.sampling.loop import run_sampler
 from probpath.sampling.samplers import check_sigma_data, get_sampler
 from probpath.sampling.timesteps import check_grid, make_grid
 
-__all__ = ["OBJECTIVES", "OptimizedGrid", "optimize_grid", "load_grid", "save_grid", "GRIDS_FILE"]
+__all__ = [
+    "OBJECTIVES",
+    "OptimizedGrid",
+    "optimize_grid",
+    "far_draws",
+    "accept_fit",
+    "load_grid",
+    "save_grid",
+    "GRIDS_FILE",
+]
 
 FINE_STEPS = 200
 RATIO = 0.25
+#: default ``switch_distance`` as a fraction of the data's radius ``sigma_data * sqrt(d)``
+FAR = 0.25
 
 
 def _rms(e: torch.Tensor) -> float:
@@ -69,6 +82,27 @@ def _max(e: torch.Tensor) -> float:
 OBJECTIVES = MappingProxyType({"rms": _rms, "tail": _tail, "max": _max})
 
 
+def far_draws(errors: torch.Tensor, distance: float) -> int:
+    """How many per-draw end-point errors exceed ``distance`` (draws that ended far from their
+    reference: with ``distance`` of the order of the gap between modes, mode switches)."""
+    return int((errors > distance).sum())
+
+
+def accept_fit(
+    start_errors: torch.Tensor | None, fit_errors: torch.Tensor | None, distance: float
+) -> bool:
+    """The check of :func:`optimize_grid` on per-draw errors of the check draws (``None``: the
+    run failed): keep the fit only if its RMS is lower than the start's and it has no more far
+    draws (:func:`far_draws`) than the start. A failed start accepts any finite fit."""
+    if fit_errors is None:
+        return False
+    if start_errors is None:
+        return True
+    return _rms(fit_errors) < _rms(start_errors) and far_draws(fit_errors, distance) <= far_draws(
+        start_errors, distance
+    )
+
+
 @dataclass(frozen=True)
 class OptimizedGrid:
     """The fitted grid and what it cost.
@@ -76,12 +110,14 @@ class OptimizedGrid:
     Attributes:
         ts: the grid, ``steps + 1`` decreasing float64 times.
         sampler, steps, options: what it was fitted for.
-        error: RMS error of the returned grid against the fine solve, on the half of the
-            draws the fit did not use (the fit is fitted on the other half and kept only if
-            it beats the starting grid there in RMS with no larger worst error; otherwise the
-            starting grid is returned).
+        error: RMS error of the returned grid against the fine solve on the check draws
+            (the fit is kept only if it beats the starting grid there in RMS with no more far
+            draws, :func:`accept_fit`; otherwise the starting grid is returned).
         initial_error: the same for the starting grid.
-        nfe: network evaluations spent (fine solve + every trial run), per draw.
+        far: far draws (:func:`far_draws`) of the returned grid among the check draws.
+        initial_far: the same for the starting grid.
+        nfe: network evaluations spent (the fine solve of the fit draws and of the check
+            draws, every trial run on the fit draws, two check runs), counted per batch.
         seconds: wall-clock time of the fit.
     """
 
@@ -93,6 +129,8 @@ class OptimizedGrid:
     nfe: int
     seconds: float
     options: dict = field(default_factory=dict)
+    far: int = 0
+    initial_far: int = 0
 
     def to_json(self) -> dict:
         """A JSON-able record (the run's ``grids.json`` entry)."""
@@ -103,6 +141,8 @@ class OptimizedGrid:
             "options": self.options,
             "error": self.error,
             "initial_error": self.initial_error,
+            "far": self.far,
+            "initial_far": self.initial_far,
             "nfe": self.nfe,
             "seconds": self.seconds,
         }
@@ -135,6 +175,8 @@ def optimize_grid(
     *,
     sampler: str = "unipc",
     n: int = 256,
+    n_check: int = 1024,
+    switch_distance: float | None = None,
     init: torch.Tensor | None = None,
     max_evals: int | None = None,
     generator: torch.Generator | None = None,
@@ -152,14 +194,19 @@ def optimize_grid(
         steps: number of steps (NFE for one-evaluation samplers).
         event_shape: shape of one sample.
         sampler: a deterministic sampler of the registry.
-        n: prior draws: half fit the grid, half check it (``n >= 2``).
+        n: prior draws the grid is fitted on.
+        n_check: other prior draws the fit is checked on (:func:`accept_fit`).
+        switch_distance: a check draw whose error exceeds it counts as far (a mode switch);
+            default ``FAR * sigma_data * sqrt(d)`` (``sigma_data`` 1 when ``None``).
         init: starting grid (default: :func:`~probpath.sampling.samplers.sample_path`'s
             default grid for ``sampler``, scaled by ``sigma_data``).
         max_evals: trial runs allowed (default ``40 * steps``).
         generator: for the prior draws.
-        cond: conditioning passed to the field.
+        cond: conditioning passed to the field (a tensor: one row per draw, the ``n`` fit
+            draws first, then the ``n_check`` check draws).
         dtype: of the draws (float64: round-off far below the errors being minimised).
-        sigma_data: the data's standard deviation for the default ``init`` (``None``: 1).
+        sigma_data: the data's standard deviation for the default ``init`` and
+            ``switch_distance`` (``None``: 1).
         objective: a key of :data:`OBJECTIVES`, applied to the per-draw errors of the fit draws.
         fixed_above: keep the start's times at ``sigma_tilde >= fixed_above * sigma_data``
             (``None``: only ``t_max``); at least two steps must stay free, else the start is
@@ -181,8 +228,7 @@ def optimize_grid(
         )
     steps = check_positive_int(steps, "steps")
     n = check_positive_int(n, "n")
-    if n < 2:
-        raise ValueError(f"n must be >= 2 (half the draws fit the grid, half check it), got {n}")
+    n_check = check_positive_int(n_check, "n_check")
     if steps < 2:
         raise ValueError("steps must be >= 2: a 1-step grid has no interior time to fit")
     if objective not in OBJECTIVES:
@@ -198,34 +244,44 @@ def optimize_grid(
         raise ValueError(
             f"fixed_above must be a positive multiple of sigma_data or None, got {fixed_above!r}"
         )
+    dim = math.prod(event_shape)
+    if switch_distance is None:
+        switch_distance = FAR * check_sigma_data(sigma_data) * math.sqrt(dim)
+    elif isinstance(switch_distance, bool) or not (
+        isinstance(switch_distance, int | float) and switch_distance > 0
+    ):
+        raise ValueError(f"switch_distance must be a positive number, got {switch_distance!r}")
     start = time.perf_counter()
     path = field_.path
     if init is None:
-        dim = math.prod(event_shape)
         ts0 = default_grid(path, steps, spec, sigma_data=sigma_data, dim=dim)
     else:
         ts0 = check_grid(init, "init")
     if len(ts0) != steps + 1:
         raise ValueError(f"init must have steps + 1 = {steps + 1} times, got {len(ts0)}")
     counted = count_nfe(field_)
-    x = path.prior_sample((n, *event_shape), generator=generator, dtype=dtype)
     fine = make_grid(path, FINE_STEPS, "log_snr", t_max=float(ts0[0]))
-    ref = run_sampler(get_sampler("dpmpp_3m"), counted, x, fine, cond=cond, final_extrapolate=True)
+    draws = {}  # "fit" / "check": (draws, their conditioning, their fine solve)
+    for name, part in (("fit", slice(0, n)), ("check", slice(n, n + n_check))):
+        # drawn one after the other: the fit draws do not depend on n_check
+        shape = (part.stop - part.start, *event_shape)
+        x = path.prior_sample(shape, generator=generator, dtype=dtype)
+        c = cond[part] if isinstance(cond, torch.Tensor) else cond
+        ref = run_sampler(get_sampler("dpmpp_3m"), counted, x, fine, cond=c, final_extrapolate=True)
+        draws[name] = (x, c, ref)
     head = ts0[: _n_fixed(path, ts0, fixed_above, sigma_data)]  # times kept as they are
     t_max, t_end = float(head[-1]), float(ts0[-1])
 
-    fit, check = slice(0, (n + 1) // 2), slice((n + 1) // 2, n)
-
-    def draw_errors(ts: torch.Tensor, part: slice) -> torch.Tensor | None:
+    def draw_errors(ts: torch.Tensor, part: str) -> torch.Tensor | None:
         if not bool((ts[1:] < ts[:-1]).all()):  # steps below float64 resolution
             return None
-        c = cond[part] if isinstance(cond, torch.Tensor) else cond
-        out = run_sampler(spec, counted, x[part], ts, cond=c, **options)
-        e = (out - ref[part]).flatten(1).pow(2).sum(1).sqrt()
+        x, c, ref = draws[part]
+        out = run_sampler(spec, counted, x, ts, cond=c, **options)
+        e = (out - ref).flatten(1).pow(2).sum(1).sqrt()
         return e if bool(torch.isfinite(e).all()) else None
 
     def error(ts: torch.Tensor) -> float:
-        e = draw_errors(ts, fit)
+        e = draw_errors(ts, "fit")
         return 1e30 if e is None else score(e)
 
     def full(z: np.ndarray) -> torch.Tensor:
@@ -249,11 +305,12 @@ def optimize_grid(
             options={"maxfev": max_evals or 40 * steps, "xtol": 1e-3, "ftol": 1e-4},
         )
         ts = full(logits(res.x))
-    # accept the fit only if, on the draws it was not fitted on, it beats the start in RMS
-    # without a larger worst error (a rare mode switch the fit draws did not show)
-    c0, c1 = draw_errors(ts0, check), draw_errors(ts, check)
+    # accept the fit only if, on many draws it was not fitted on, it beats the start in RMS
+    # with no more far draws (rare mode switches the fit draws did not show)
+    c0, c1 = draw_errors(ts0, "check"), draw_errors(ts, "check")
     e0 = _rms(c0) if c0 is not None else math.inf
-    keep = c1 is not None and (c0 is None or (_rms(c1) < e0 and _max(c1) <= _max(c0)))
+    f0 = far_draws(c0, switch_distance) if c0 is not None else n_check  # failed: all far
+    keep = accept_fit(c0, c1, switch_distance)
     if not keep:
         ts = ts0
     return OptimizedGrid(
@@ -265,6 +322,8 @@ def optimize_grid(
         nfe=counted.nfe,
         seconds=time.perf_counter() - start,
         options=dict(options),
+        far=far_draws(c1, switch_distance) if keep else f0,
+        initial_far=f0,
     )
 
 
