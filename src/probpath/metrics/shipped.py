@@ -13,7 +13,8 @@ held-out split ``split(0.2, seed=0)`` (:data:`PROTOCOL_SPLIT`), the classifier o
 settings in :data:`DIGITS_SETTINGS`, one CPU thread (so the float32 round-off, hence the
 weights, are the same bit for bit on one machine), inputs snapped to the 17 pixel levels.
 On a CPU whose torch kernels differ from those of the machine that wrote the file (another
-vector instruction set) the weights come out ~1e-4 apart and the FD features agree to ~1e-4 relative.
+vector instruction set) the weights come out ~1e-4 apart and the FD features agree to ~1e-4
+relative.
 
 Regenerate (deterministic; checked by ``tests/metrics/test_shipped_extractor.py``)::
 
