@@ -221,7 +221,8 @@ def sample(
             save_grid(run_dir, fit)
             typer.echo(
                 f"optimized {name} grid, {k} steps: RMS error {fit.initial_error:.3g} -> "
-                f"{fit.error:.3g} vs a fine solve; cost {fit.nfe} NFE x 256 draws, "
+                f"{fit.error:.3g} vs a fine solve on 1,024 check draws; cost {fit.nfe} NFE on "
+                f"batches of 256 (fit) and 1,024 (check) draws, "
                 f"{fit.seconds:.1f} s (saved in {run_dir / 'grids.json'})",
                 err=True,
             )
