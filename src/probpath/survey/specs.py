@@ -95,8 +95,9 @@ class Budget:
 
 BUDGETS: dict[str, Budget] = {
     "quick": Budget("quick", 6.0, 500, 64, 300, 4000, 20.0, (0,)),
-    # Factor-CLS VAEs: 60 s ~ the benchmark's 2,000 steps at 64×64 (61-65 CPU s, one thread)
-    "standard": Budget("standard", 10.0, 500, 100, 500, 10000, 60.0, (0, 1, 2)),
+    # Factor-CLS VAEs: 60 s ~ the benchmark's 2,000 steps at 64×64 (61-65 CPU s, one thread).
+    # 60 s per model (10 s until 2026-12-07): docs/protocol.md, "What the budget changes"
+    "standard": Budget("standard", 60.0, 500, 100, 500, 10000, 60.0, (0, 1, 2)),
 }
 
 
