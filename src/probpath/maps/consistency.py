@@ -190,7 +190,8 @@ class ConsistencyModel(MapModel):
 
     # -- the consistency function ----------------------------------------------------------
     def consistency(self, x: torch.Tensor, t: torch.Tensor, network=None) -> torch.Tensor:
-        """``f(x, t) = c_skip x + c_out F(x, t)`` ``(batch, *event)``; ``t`` ``(batch,)``."""
+        """``f(x, t) = c_skip x + c_out F(x, t)`` ``(batch, *event)``, or with ``prediction``
+        set ``c_skip x + (1 - c_skip) x0_hat(x, t)``; ``t`` ``(batch,)``."""
         c_skip, c_out = boundary_coefficients(self.path, t, self.sigma_data, self.path.t_min)
         out = (network or self.network)(x, t)
         if self.prediction is not None:  # a prediction of the hub: blend x with its x0_hat
