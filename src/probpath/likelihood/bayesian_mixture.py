@@ -109,7 +109,9 @@ class BayesianGaussianMixture(MixtureAPI, EMEstimator):
         n_features_in_: ``d``.
 
     Example:
-        >>> x = torch.cat([torch.randn(100, 2) - 4, torch.randn(100, 2) + 4]).double()
+        >>> g = torch.Generator().manual_seed(0)
+        >>> z = torch.randn(2 * 100, 2, generator=g, dtype=torch.float64)
+        >>> x = torch.cat([z[:100] - 4, z[100:] + 4])
         >>> bgmm = BayesianGaussianMixture(n_components=5, random_state=0).fit(x)
         >>> int((bgmm.weights_ > 0.1).sum())
         2

@@ -55,7 +55,9 @@ class GaussianMixture(MixtureEM):
         converged_, n_iter_, lower_bound_, lower_bounds_.
 
     Example:
-        >>> x = torch.cat([torch.randn(200, 2) - 3, torch.randn(200, 2) + 3]).double()
+        >>> g = torch.Generator().manual_seed(0)
+        >>> z = torch.randn(2 * 200, 2, generator=g, dtype=torch.float64)
+        >>> x = torch.cat([z[:200] - 3, z[200:] + 3])
         >>> gm = GaussianMixture(2, random_state=0).fit(x)
         >>> sorted(round(float(m), 0) for m in gm.means_[:, 0])
         [-3.0, 3.0]
