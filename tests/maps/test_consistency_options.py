@@ -80,3 +80,30 @@ def test_uniform_weighting_drops_the_inverse_gap_factor():
     gap = (ratio[:, None] / allowed[None] - 1.0).abs().amin(1)
     assert float(gap.max()) < 1e-5  # float32 losses
     assert len(torch.unique(ratio.round(decimals=3))) > 1  # several intervals were drawn
+
+
+def test_renoise_time_sets_the_first_renoising_and_a_uniform_grid_below_it():
+    """``renoise_time = t_r``: 2 steps are ``[t_max, t_r]``; 3 steps add the midpoint of
+    ``[t_min, t_r]`` (the uniform grid from ``t_r`` down); 1 step stays ``[t_max]``; ``None``
+    keeps Alg. 1's uniform grid on ``[t_min, t_max]``. Sampling with the default steps uses
+    exactly these times (same generator, same output as passing ``times``)."""
+    cd = ConsistencyModel((2,), network={"hidden": [8]}, renoise_time=0.8, steps=2)
+    t_min, t_max = cd.path.t_min, cd.path.t_max
+    assert cd.sample_times(1) == [t_max]
+    assert cd.sample_times(2) == [t_max, 0.8]
+    assert cd.sample_times(3) == pytest.approx([t_max, 0.8, (0.8 + t_min) / 2])
+    plain = ConsistencyModel((2,), network={"hidden": [8]})
+    assert plain.sample_times(2) == pytest.approx([t_max, (t_max + t_min) / 2])
+    cd.eval()
+    a = cd.sample(16, generator=torch.Generator().manual_seed(3))
+    b = cd.sample(16, generator=torch.Generator().manual_seed(3), times=[t_max, 0.8])
+    torch.testing.assert_close(a, b)
+    assert cd.sampling_nfe == 2
+
+
+@pytest.mark.parametrize("bad", ["soon", 1.5, 1.0, 0.0, 1e-4])
+def test_renoise_time_outside_the_path_is_a_value_error(bad):
+    """A time that is not a number, or not strictly inside ``(t_min, t_max)``, is refused at
+    construction with the argument's name."""
+    with pytest.raises(ValueError, match="renoise_time"):
+        ConsistencyModel((2,), network={"hidden": [8]}, renoise_time=bad)

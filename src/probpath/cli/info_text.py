@@ -57,7 +57,7 @@ INFO_TEXT = "\n".join(
         "  sit                velocity     §3.3     exact      vector  SiT: velocity on the GVP interpolant; Heun ODE, or .sample_sde with tunable w(t) [labels: --conditional]",
         "  ldm                score        §1.4     bound      image   latent diffusion: conv KL-autoencoder, then DDPM-v on its latents; DPM++ 2M 20 [labels: --conditional]",
         "  latent-cfm         velocity     §3.3     bound      image   latent flow matching: conv KL-autoencoder, then CFM on its latents; Heun 10 [labels: --conditional]",
-        "  consistency        velocity     §3.3     none       vector  consistency distillation of a flow-matching teacher (Heun step, EMA target); 1 NFE",
+        "  consistency        velocity     §3.3     none       vector  consistency distillation of a flow-matching teacher (Heun step, iCT schedule); 1 NFE",
         "  consistency-training velocity     §3.3     none       vector  improved consistency training: pseudo-Huber, lognormal noise, curriculum; 1 NFE",
         "  consistency-fm     velocity     §3.3     none       vector  consistency flow matching, 2 segments, velocity consistency (Yang et al.); 2 NFE",
         "  rectified-distillation velocity     §3.3     none       vector  1-step distillation of a (rectified) flow's ODE map, Euler-parameterised; 1 NFE",

@@ -33,7 +33,7 @@ import torch
 
 from probpath.core.broadcast import append_dims
 from probpath.core.model import Capabilities
-from probpath.core.validation import check_choice, check_positive_int
+from probpath.core.validation import check_choice, check_positive_int, check_probability
 from probpath.maps.base import MapModel, check_clip, teacher_solve
 from probpath.paths.affine import AffinePath
 from probpath.paths.parameterization import Prediction, convert
@@ -104,6 +104,15 @@ def lognormal_index_weights(
 class ConsistencyModel(MapModel):
     """Consistency distillation (``mode="distillation"``) or training (``mode="training"``).
 
+    The defaults are improved CT's recipe (Song & Dhariwal 2023) in both modes: pseudo-Huber
+    loss, lognormal interval sampling, the doubling curriculum ``n_min -> n_max`` and a
+    stop-grad target. The catalog's ``consistency`` and ``consistency-training`` entries add
+    ``weighting="uniform"`` and ``renoise_time=0.8``, chosen on digits (tuning seeds 0-1 of
+    ``benchmarks/bench_few_step.py``). With ``1 / (t_hi - t_lo)`` in ``t`` units (iCT's
+    ``1 / (sigma_hi - sigma_lo)`` carried over to ``t``) and the lognormal draw, intervals
+    below ``t = 0.05`` carry 53 % of the loss at ``N = 160`` (18 % of the draws); the
+    samples' pixel statistics (SW2, MMD, energy) were then worse than a Gaussian's.
+
     Args:
         event_shape: shape of one sample (vectors).
         mode: ``"distillation"`` (needs a teacher; see :class:`~probpath.maps.base.MapModel`)
@@ -123,6 +132,10 @@ class ConsistencyModel(MapModel):
         p_mean, p_std: lognormal noise sampling (``None`` for uniform intervals).
         target_decay: EMA decay of the target network (0: stop-grad, improved CT).
         steps: default number of sampling steps (multistep consistency sampling).
+        renoise_time: ``None`` (default): the sampling times are ``t_max`` and a uniform grid
+            below it (Song et al. 2023, Alg. 1). A time ``t_r``: the first re-noising goes to
+            ``t_r`` and later ones follow a uniform grid from ``t_r`` down (2 steps:
+            ``[t_max, t_r]``), as the paper picks the 2-step midpoint per data set.
         prediction: ``None`` (default): the network is the free ``F`` above. A prediction
             kind of the conversion hub (``"velocity"``, ``"eps"``, ``"v"``, ``"x0"``, ...):
             the network is read as that prediction on the path, converted to ``x0_hat``, and
@@ -158,6 +171,7 @@ class ConsistencyModel(MapModel):
         target_decay: float = 0.0,
         steps: int = 1,
         prediction: str | None = None,
+        renoise_time: float | None = None,
     ):
         check_choice(mode, "mode", ("distillation", "training"))
         if prediction is not None:
@@ -185,6 +199,15 @@ class ConsistencyModel(MapModel):
         self.curriculum_steps = check_positive_int(curriculum_steps, "curriculum_steps")
         self.p_mean, self.p_std = p_mean, float(p_std)
         self.default_steps = self.check_steps(steps)
+        self.renoise_time = None
+        if renoise_time is not None:  # a time of the path, strictly inside (t_min, t_max)
+            r = check_probability(renoise_time, "renoise_time")
+            if not self.path.t_min < r < self.path.t_max:
+                raise ValueError(
+                    f"renoise_time must lie strictly between t_min = {self.path.t_min} and "
+                    f"t_max = {self.path.t_max}, got {r}; None keeps the uniform grid"
+                )
+            self.renoise_time = r
         self.huber_c = 0.00054 * math.sqrt(self.dim)
         self.prediction = None if prediction is None else Prediction(prediction)
 
@@ -249,9 +272,12 @@ class ConsistencyModel(MapModel):
     # -- sampling --------------------------------------------------------------------------
     def sample_times(self, steps: int) -> list[float]:
         """Times of multistep consistency sampling: ``t_max`` and ``steps - 1`` points of a
-        uniform grid in ``t`` (Song et al. 2023, Alg. 1)."""
-        ts = make_grid(self.path, steps, "uniform", final_zero=False)
-        return ts[:-1].tolist()
+        uniform grid in ``t`` (Song et al. 2023, Alg. 1), from ``renoise_time`` down if set."""
+        if self.renoise_time is None or steps == 1:
+            return make_grid(self.path, steps, "uniform", final_zero=False)[:-1].tolist()
+        r = self.renoise_time
+        below = make_grid(self.path, steps - 1, "uniform", t_max=r, final_zero=False)
+        return [self.path.t_max, *below[:-1].tolist()]
 
     @torch.no_grad()
     def sample(
