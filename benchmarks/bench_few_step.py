@@ -258,9 +258,11 @@ def save_figure(curves: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for name, pts in curves.items():
+    colours = plt.get_cmap("tab20").colors  # one colour per model (the default cycle has 10)
+    for i, (name, pts) in enumerate(curves.items()):
         pts = sorted(pts)
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="os^D"[i % 4],
+                color=colours[(2 * i) % 20 + (i >= 10)], label=name)  # fmt: skip
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("NFE per sample")

@@ -65,6 +65,49 @@ def test_rectified_distillation_pairs_are_the_teachers_ode_map():
     torch.testing.assert_close(target, ref)
 
 
+def test_rectified_distillation_draws_batches_from_one_pair_set_with_a_frozen_teacher():
+    """With a frozen teacher the pairs are solved once (``n_pairs`` of them, seeded by
+    ``pair_seed``, in chunks): every batch is rows of that set, whose targets are the teacher's
+    ODE map of its noise; the same seed solves the same set again (a resumed run), a new
+    teacher drops it, and without a frozen teacher or with ``n_pairs=None`` each batch is
+    solved afresh."""
+    o = GaussianMixtureOracle([1.0], [[1.0, -1.0]], [[0.2, 0.3]], path=AffinePath("linear"))
+    m = RectifiedDistillation((2,), network=TINY, teacher_network=TINY, pair_steps=4).double()
+    m.n_pairs = 1500  # two chunks
+    m.set_teacher(o)
+    eps, target = m.batch_pairs(64)
+    set_eps, set_target = m._pair_set
+    assert set_eps.shape == (1500, 2)
+    grid = torch.linspace(1.0, 0.0, 5, dtype=torch.float64)
+    ref = sample_path(o, set_eps.shape, sampler="rk4", grid=grid, x_init=set_eps).x
+    torch.testing.assert_close(set_target, ref)
+    rows = (eps[:, None, :] == set_eps[None]).all(-1)
+    assert rows.any(1).all()  # every batch row is a row of the set
+    idx = rows.float().argmax(1)
+    torch.testing.assert_close(target, set_target[idx])
+    m.batch_pairs(64)
+    assert m._pair_set[0] is set_eps  # solved once
+    again = RectifiedDistillation((2,), network=TINY, teacher_network=TINY, pair_steps=4).double()
+    again.n_pairs = 1500
+    again.set_teacher(o).batch_pairs(1)
+    torch.testing.assert_close(again._pair_set[0], set_eps)
+    m.set_teacher(o)
+    assert m._pair_set is None
+    fresh = RectifiedDistillation((2,), network=TINY, teacher_network=TINY, n_pairs=None).double()
+    fresh.set_teacher(o).batch_pairs(8)
+    assert fresh._pair_set is None
+    internal = RectifiedDistillation((2,), network=TINY, teacher_network=TINY).double()
+    assert internal.has_internal_teacher
+    internal.batch_pairs(8)
+    assert internal._pair_set is None
+
+
+@pytest.mark.parametrize("bad", [{"n_pairs": 0}, {"n_pairs": 2.5}, {"pair_seed": -1}])
+def test_rectified_distillation_refuses_bad_pair_options(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        RectifiedDistillation((2,), network=TINY, teacher_network=TINY, **bad)
+
+
 def test_progressive_rounds_halve_the_steps_and_survive_save_load(tmp_path):
     """Without a teacher: round 0 pretrains (16 DDIM steps), then each round halves N down to
     ``final_steps``; the round and N are saved with the weights."""
