@@ -72,8 +72,8 @@ def test_rectified_distillation_draws_batches_from_one_pair_set_with_a_frozen_te
     teacher drops it, and without a frozen teacher or with ``n_pairs=None`` each batch is
     solved afresh."""
     o = GaussianMixtureOracle([1.0], [[1.0, -1.0]], [[0.2, 0.3]], path=AffinePath("linear"))
-    m = RectifiedDistillation((2,), network=TINY, teacher_network=TINY, pair_steps=4).double()
-    m.n_pairs = 1500  # two chunks
+    kw = {"network": TINY, "teacher_network": TINY, "pair_steps": 4, "n_pairs": 1500}  # 2 chunks
+    m = RectifiedDistillation((2,), **kw).double()
     m.set_teacher(o)
     eps, target = m.batch_pairs(64)
     set_eps, set_target = m._pair_set
@@ -87,8 +87,7 @@ def test_rectified_distillation_draws_batches_from_one_pair_set_with_a_frozen_te
     torch.testing.assert_close(target, set_target[idx])
     m.batch_pairs(64)
     assert m._pair_set[0] is set_eps  # solved once
-    again = RectifiedDistillation((2,), network=TINY, teacher_network=TINY, pair_steps=4).double()
-    again.n_pairs = 1500
+    again = RectifiedDistillation((2,), **kw).double()
     again.set_teacher(o).batch_pairs(1)
     torch.testing.assert_close(again._pair_set[0], set_eps)
     m.set_teacher(o)

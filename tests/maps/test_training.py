@@ -15,7 +15,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from probpath.maps import ConsistencyModel, ProgressiveDistillation, ShortcutModel, flow_map
+from probpath.maps import (
+    ConsistencyModel,
+    ProgressiveDistillation,
+    RectifiedDistillation,
+    ShortcutModel,
+    flow_map,
+)
 from probpath.paths import AffinePath, GaussianMixtureOracle
 from probpath.sampling import sample_path
 
@@ -154,8 +160,6 @@ def test_rectified_distillation_from_a_pair_set_learns_the_exact_one_step_map(
     pairs solved once (RK4, 8 steps: near the exact map for this mixture). The one-step map's
     RMS error to the exact ODE map decreases with training (0 -> 100 -> 300 steps) and ends
     below half the constant map's error (bound 0.5 x 1.19; measured: 0.91 -> 0.40 -> 0.30)."""
-    from probpath.maps import RectifiedDistillation
-
     x1, exact = noise_and_map
     const = _rms(exact, exact.mean(0))
     model = RectifiedDistillation((2,), network={"hidden": [64, 64]}, n_pairs=4096).double()
