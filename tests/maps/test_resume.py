@@ -12,6 +12,7 @@ import torch
 from probpath.catalog import CATALOG, build_model
 from probpath.data import make_toy
 from probpath.data.dataset import Dataset
+from probpath.paths import AffinePath, GaussianMixtureOracle
 from probpath.training import TrainConfig, Trainer
 
 MAPS = [e.name for e in CATALOG if e.cls.__module__.startswith("probpath.maps")]
@@ -68,3 +69,28 @@ def test_interrupted_and_resumed_map_training_is_bit_identical(tmp_path, name):
         assert torch.equal(p, q)
     losses = [[r["loss"] for r in res.history] for res in (full, resumed)]
     assert losses[0] == losses[1]
+
+
+def test_rectified_distillation_from_a_frozen_teacher_resumes_bit_exactly(tmp_path):
+    """With a frozen teacher the batches come from a pair set solved once; the pair set is not
+    saved, and a resumed run solves the same set again (``pair_seed``, the same teacher), so
+    the resumed weights and losses equal the uninterrupted run's."""
+    oracle = GaussianMixtureOracle(
+        [0.5, 0.5], [[-1.0, 0.0], [1.0, 0.5]], [[0.1, 0.1], [0.05, 0.2]], AffinePath("linear")
+    )
+
+    def model(seed):
+        m = _model("rectified-distillation", seed)
+        m.n_pairs = 300
+        return m.set_teacher(oracle)
+
+    data = Dataset(x=make_toy("moons", 64, seed=0, dtype=torch.float64))
+    full = Trainer(_config(tmp_path / "full")).fit(model(0), data)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(_config(tmp_path / "run")).fit(_fail_after(model(0), CKPT + 2), data)
+    torch.manual_seed(99)
+    resumed = Trainer(_config(tmp_path / "run")).fit(model(5), data, resume=tmp_path / "run")
+    assert full.model._pair_set is not None and resumed.model._pair_set is not None
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["loss"] for r in full.history] == [r["loss"] for r in resumed.history]
