@@ -12,6 +12,7 @@ import pytest
 from scipy.stats import multivariate_normal
 from typer.testing import CliRunner
 
+import probpath
 from probpath.catalog import CATALOG
 from probpath.cli.main import app
 from probpath.cli.options import parse_extra_args, parse_set_options
@@ -315,3 +316,30 @@ def test_sample_clip_x0_keeps_samples_in_the_data_range(tmp_path, gaussian_run):
     res = invoke("sample", gaussian_run, "--clip-x0", "--out", tmp_path / "g.npy")
     assert_bad_input(res, "--clip-x0")
     assert not (tmp_path / "g.npy").exists()
+
+
+MAPS = [e.name for e in CATALOG if e.cls.__module__.startswith("probpath.maps")]
+
+
+@pytest.mark.parametrize("name", MAPS)
+def test_few_step_maps_sample_with_steps(tmp_path, name):
+    """``probpath sample RUN --steps K`` works for every few-step map: maps with a steps option
+    take any K (1 here); maps with a count fixed at construction (the 1-step distillation,
+    consistency-FM's segments) take their own count and refuse another with exit 2 naming it.
+    ``--sampler`` is refused: a map has its own update rule."""
+    run = tmp_path / "run"
+    res = invoke("fit", name, "--data", "moons", "--n", "200", "--steps", "2", "--out", run)
+    assert res.exit_code == 0, res.output
+    fixed = probpath.load(run).fixed_nfe
+    k = 1 if fixed is None else fixed
+    res = invoke("sample", run, "--n", "8", "--steps", str(k), "--out", tmp_path / "a.png")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "a.png").is_file()
+    if fixed is not None:
+        res = invoke(
+            "sample", run, "--n", "8", "--steps", str(fixed + 1), "--out", tmp_path / "b.png"
+        )
+        assert_bad_input(res, f"takes {fixed} network evaluation", "steps")
+        assert not (tmp_path / "b.png").exists()
+    res = invoke("sample", run, "--n", "8", "--sampler", "heun", "--out", tmp_path / "c.png")
+    assert_bad_input(res, "few-step map", "--sampler")

@@ -236,12 +236,25 @@ def sample(
 
     def draw():
         from probpath.compare import draw_samples
+        from probpath.maps.base import MapModel
         from probpath.training.progress import phase
 
-        if (sampler is not None or steps is not None) and not is_path_model(loaded):
+        n_steps = steps
+        if isinstance(loaded, MapModel):  # few-step maps take --steps, with their own rule
+            if sampler is not None:
+                raise BadInput(
+                    f"{type(loaded).__name__} is a few-step map with its own update rule: it "
+                    "takes --steps but no --sampler; leave --sampler out"
+                )
+            try:
+                n_steps = loaded.steps_option(steps).get("steps")
+            except ValueError as e:
+                raise BadInput(f"{e} (--steps)") from None
+        elif (sampler is not None or steps is not None) and not is_path_model(loaded):
             raise BadInput(
                 f"{type(loaded).__name__} samples in one pass and takes no --sampler/--steps "
-                "options (only path models do: ddpm, cfm, ...); leave them out"
+                "options (only path models and few-step maps do: ddpm, cfm, consistency, "
+                "...); leave them out"
             )
         extra = {"callback": keep} if trajectories else {}
         if guidance is not None:
@@ -255,7 +268,7 @@ def sample(
         mode = "off" if quiet else "auto"
         with phase(f"sampling {n}", mode=mode, announce_after=2.0):
             x, seconds = draw_samples(
-                loaded, n, cond=cond, seed=seed, sampler=sampler, steps=steps, **extra
+                loaded, n, cond=cond, seed=seed, sampler=sampler, steps=n_steps, **extra
             )
         return x, seconds
 

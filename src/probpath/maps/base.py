@@ -217,6 +217,32 @@ class MapModel(EventModel):
     def check_steps(self, steps) -> int:
         return check_positive_int(steps, "steps")
 
+    @property
+    def fixed_nfe(self) -> int | None:
+        """Network evaluations per sample of a map whose :meth:`sample` takes no ``steps``
+        (a count fixed at construction); ``None`` when ``sample(steps=k)`` chooses it."""
+        return None
+
+    def steps_option(self, steps: int | None) -> dict[str, int]:
+        """The :meth:`sample` options that ask for ``steps`` jumps: ``{"steps": k}``, or ``{}``
+        for ``None`` and for a fixed-count map asked for its own count.
+
+        Raises:
+            ValueError: ``steps`` is not a positive integer, or differs from a fixed count.
+        """
+        if steps is None:
+            return {}
+        k = self.check_steps(steps)
+        if self.fixed_nfe is None:
+            return {"steps": k}
+        if k != self.fixed_nfe:
+            raise ValueError(
+                f"{type(self).__name__} takes {self.fixed_nfe} network evaluation(s) per "
+                f"sample, fixed when it was built; ask for {self.fixed_nfe} step(s) or leave "
+                "steps out"
+            )
+        return {}
+
     def expand(self, t: float | torch.Tensor, n: int) -> torch.Tensor:
         """``t`` as ``(n,)`` on the model's device and dtype."""
         return torch.as_tensor(t, device=self.device, dtype=self.dtype).expand(n).clone()

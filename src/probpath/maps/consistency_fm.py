@@ -89,6 +89,10 @@ class ConsistencyFlowMatching(MapModel):
             raise ValueError(f"boundary must be in [0, 1), got {boundary!r}")
         self.delta, self.alpha, self.boundary = float(delta), float(alpha), float(boundary)
 
+    @property
+    def fixed_nfe(self) -> int:
+        return self.segments
+
     def segment_start(self, t: torch.Tensor) -> torch.Tensor:
         """``b_k`` of the segment ``(b_k, b_{k+1}]`` holding ``t`` (``(batch,)``)."""
         k = torch.clamp(torch.ceil(t * self.segments) - 1, min=0)

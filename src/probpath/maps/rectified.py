@@ -74,6 +74,10 @@ class RectifiedDistillation(MapModel):
         self.pair_seed = pair_seed
         self._pair_set: tuple[torch.Tensor, torch.Tensor] | None = None
 
+    @property
+    def fixed_nfe(self) -> int:
+        return 1
+
     def generate(self, eps: torch.Tensor) -> torch.Tensor:
         """``g(eps) = eps - v_theta(eps, 1)`` ``(batch, *event)``."""
         return eps - self.network(eps, self.expand(1.0, len(eps)))
