@@ -80,8 +80,8 @@ def test_rectified_distillation_from_a_frozen_teacher_resumes_bit_exactly(tmp_pa
     )
 
     def model(seed):
-        m = _model("rectified-distillation", seed)
-        m.n_pairs = 300
+        torch.manual_seed(seed)
+        m = build_model("rectified-distillation", (2,), test=True, n_pairs=300).double()
         return m.set_teacher(oracle)
 
     data = Dataset(x=make_toy("moons", 64, seed=0, dtype=torch.float64))
