@@ -45,12 +45,18 @@ def _push(ctx: StepContext, i: int, x0: torch.Tensor, keep: int) -> tuple[list, 
     return st["idx"], st["x0s"]
 
 
-def _step_order(ctx: StepContext, i: int, order: int) -> int:
-    """Order of step ``i``: warm-up (``i + 1`` evaluations so far) and lower-order final steps."""
+def _order_at(i: int, order: int, steps: int, lower_order_final: bool) -> int:
+    """Order of step ``i`` of ``steps``: warm-up (``i + 1`` evaluations so far) and, with
+    ``lower_order_final``, lower-order final steps on short grids."""
     k = min(order, i + 1)
-    if ctx.options["lower_order_final"] and ctx.steps < 15:
-        k = min(k, ctx.steps - i)
+    if lower_order_final and steps < 15:
+        k = min(k, steps - i)
     return k
+
+
+def _step_order(ctx: StepContext, i: int, order: int) -> int:
+    """:func:`_order_at` for the run of ``ctx``."""
+    return _order_at(i, order, ctx.steps, ctx.options["lower_order_final"])
 
 
 def _check_order(o, top: int = 3) -> None:
@@ -212,24 +218,19 @@ def _unipc_plan(
     order, variant, corrector, lower_order_final = options
     steps = len(lam) - 1
 
-    def order_at(i: int) -> int:  # as _step_order: warm-up and lower-order final steps
-        k = min(order, i + 1)
-        return min(k, steps - i) if lower_order_final and steps < 15 else k
-
     def tensor(aw: tuple[float, list[float]]) -> tuple[float, torch.Tensor]:
         return aw[0], torch.tensor([aw[1]], dtype=dtype, device=device)
 
+    def update(s: int, corrector_step: bool):  # s -> s + 1, order as _step_order's
+        k = _order_at(s, order, steps, lower_order_final)
+        return _unipc_combination(
+            lam, alpha, sigma, s, s + 1, k, corrector_step, variant, order + 1
+        )
+
     plan = []
     for i in range(steps):
-        corr = pred = None
-        if corrector and i >= 1:
-            corr = _unipc_combination(
-                lam, alpha, sigma, i - 1, i, order_at(i - 1), True, variant, order + 1
-            )
-        if sigma[i + 1] != 0.0:
-            pred = _unipc_combination(
-                lam, alpha, sigma, i, i + 1, order_at(i), False, variant, order + 1
-            )
+        corr = update(i - 1, True) if corrector and i >= 1 else None
+        pred = update(i, False) if sigma[i + 1] != 0.0 else None
         plan.append(tuple(None if c is None else tensor(c) for c in (corr, pred)))
     return tuple(plan)
 
