@@ -205,7 +205,13 @@ def sample(
             raise BadInput("--grid needs a path model (ddpm, cfm, ...)")
         if grid != "optimized":
             return grid
-        from probpath.sampling.optimize import load_grid, optimize_grid, save_grid
+        from probpath.sampling.optimize import (
+            CHECK_DRAWS,
+            FIT_DRAWS,
+            load_grid,
+            optimize_grid,
+            save_grid,
+        )
 
         name, k = sampler or loaded.default_sampler, steps or loaded.default_steps
         ts = load_grid(run_dir, name, k)
@@ -221,8 +227,9 @@ def sample(
             save_grid(run_dir, fit)
             typer.echo(
                 f"optimized {name} grid, {k} steps: RMS error {fit.initial_error:.3g} -> "
-                f"{fit.error:.3g} vs a fine solve on 1,024 check draws; cost {fit.nfe} NFE on "
-                f"batches of 256 (fit) and 1,024 (check) draws, "
+                f"{fit.error:.3g} vs a fine solve on {CHECK_DRAWS:,} check draws; cost "
+                f"{fit.nfe} NFE on batches of {FIT_DRAWS:,} (fit) and {CHECK_DRAWS:,} (check) "
+                "draws, "
                 f"{fit.seconds:.1f} s (saved in {run_dir / 'grids.json'})",
                 err=True,
             )

@@ -11,7 +11,11 @@ so do all of the start's times at noise levels ``sigma_tilde = sigma / alpha >= 
 softmax of logits ``z0 + cumsum(e)``, ``|e_i| <= RATIO`` (the ratio of neighbouring steps
 moves by at most ``e^RATIO`` from the start's), optimised by Powell's method
 (derivative-free; every evaluation is one run of the sampler: ``steps`` NFE on the ``n`` fit
-draws).
+draws). The defaults (``FIT_DRAWS`` fit draws, ``EVALS_PER_STEP`` trial runs per step, the
+RMS objective, ``RATIO`` 0.5) were chosen on tuning problems of benchmarks/bench_samplers.py
+(seeds 24-36) against the earlier 128 / 6 / tail / 0.25: the median per-draw error of the
+fitted grid fell to 0.45-0.88x the default grid's at 20 steps where the earlier settings gave
+0.79-1.0x (benchmarks/README.md).
 
 **The check.** A coarser step where the draws choose their modes sends a rare draw to
 another mode: one in a few hundred, which moves the RMS over a few dozen draws 10-100x
@@ -24,7 +28,7 @@ data's radius ``sigma_data sqrt(d)``, the scale of a switch between modes) does 
 Otherwise the starting grid is returned.
 
 The objective (:data:`OBJECTIVES`) is a function of the per-draw errors ``e_i``: ``"rms"``
-(their root mean square), ``"tail"`` (the RMS of the largest tenth) or ``"max"``.
+(their root mean square, the default), ``"tail"`` (the RMS of the largest tenth) or ``"max"``.
 
 The fine solve is DPM-Solver++(3M) on a 200-step log-SNR grid with the second-order final
 step (``final_extrapolate``): third order, its error is orders of magnitude below that of a
@@ -56,10 +60,15 @@ __all__ = [
     "load_grid",
     "save_grid",
     "GRIDS_FILE",
+    "FIT_DRAWS",
+    "CHECK_DRAWS",
+    "EVALS_PER_STEP",
 ]
 
 FINE_STEPS = 200
-RATIO = 0.25
+RATIO = 0.5
+#: default prior draws the grid is fitted on, draws it is checked on, trial runs per step
+FIT_DRAWS, CHECK_DRAWS, EVALS_PER_STEP = 512, 1024, 20
 #: default ``switch_distance`` as a fraction of the data's radius ``sigma_data * sqrt(d)``
 FAR = 0.25
 
@@ -174,8 +183,8 @@ def optimize_grid(
     event_shape: tuple[int, ...],
     *,
     sampler: str = "unipc",
-    n: int = 256,
-    n_check: int = 1024,
+    n: int = FIT_DRAWS,
+    n_check: int = CHECK_DRAWS,
     switch_distance: float | None = None,
     init: torch.Tensor | None = None,
     max_evals: int | None = None,
@@ -183,7 +192,7 @@ def optimize_grid(
     cond=None,
     dtype: torch.dtype = torch.float64,
     sigma_data: float | None = None,
-    objective: str = "tail",
+    objective: str = "rms",
     fixed_above: float | None = 1.0,
     **options,
 ) -> OptimizedGrid:
@@ -200,7 +209,7 @@ def optimize_grid(
             default ``FAR * sigma_data * sqrt(d)`` (``sigma_data`` 1 when ``None``).
         init: starting grid (default: :func:`~probpath.sampling.samplers.sample_path`'s
             default grid for ``sampler``, scaled by ``sigma_data``).
-        max_evals: trial runs allowed (default ``40 * steps``).
+        max_evals: trial runs allowed (default ``EVALS_PER_STEP * steps``).
         generator: for the prior draws.
         cond: conditioning passed to the field (a tensor: one row per draw, the ``n`` fit
             draws first, then the ``n_check`` check draws).
@@ -302,7 +311,7 @@ def optimize_grid(
             np.zeros_like(z0),
             method="Powell",
             bounds=[(-RATIO, RATIO)] * len(z0),
-            options={"maxfev": max_evals or 40 * steps, "xtol": 1e-3, "ftol": 1e-4},
+            options={"maxfev": max_evals or EVALS_PER_STEP * steps, "xtol": 1e-3, "ftol": 1e-4},
         )
         ts = full(logits(res.x))
     # accept the fit only if, on many draws it was not fitted on, it beats the start in RMS
