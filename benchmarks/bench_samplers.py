@@ -72,8 +72,8 @@ PREDICTIONS = {
 }
 TUNING, FRESH, FRESH7 = range(0, 48), range(48, 72), range(72, 96)
 #: optimize_grid's settings in the benchmark, its defaults (the fourth session's fresh run used
-#: 128 / 1024 / 6 with the tail objective and RATIO 0.25): prior draws it is fitted on, other
-#: draws it is checked on, trial runs per step
+#: 128 / 1024 / 6 with the tail objective, RATIO 0.25 and fixed_above 1): prior draws it is
+#: fitted on, other draws it is checked on, trial runs per step
 OPT_DRAWS, OPT_CHECK, OPT_EVALS_PER_STEP = FIT_DRAWS, CHECK_DRAWS, EVALS_PER_STEP
 
 

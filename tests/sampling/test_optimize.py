@@ -94,10 +94,10 @@ def test_objectives_in_closed_form():
 
 @pytest.mark.parametrize("objective", ["rms", "tail", "max"])
 def test_high_noise_times_stay_fixed_and_the_fit_never_worsens_the_check_draws(objective):
-    """``fixed_above`` (default 1, sigma_data = 1 here) keeps ``t_max`` and every start time at
+    """``fixed_above=1`` (sigma_data = 1 here) keeps ``t_max`` and every start time at
     ``sigma_tilde >= 1`` exactly (the draws pick their modes there); only later times move.
     The returned grid is never worse than the start on the check draws (it is the start
-    itself otherwise). ``fixed_above=None``: only ``t_max`` stays."""
+    itself otherwise). ``fixed_above=None`` (the default): only ``t_max`` stays."""
     o = make_oracle("vp")
     start = default_grid(o.path, 8, get_sampler("unipc"), dim=2)  # optimize_grid's start
     v = o.path(start[:-1])
@@ -113,14 +113,13 @@ def test_high_noise_times_stay_fixed_and_the_fit_never_worsens_the_check_draws(o
         n=64,
         max_evals=40,
         objective=objective,
+        fixed_above=1.0,
         generator=torch.Generator().manual_seed(1),
     )
     torch.testing.assert_close(fit.ts[:k], start[:k], rtol=0, atol=0)
     assert fit.ts[-1] == start[-1] and (fit.ts[1:] < fit.ts[:-1]).all()
     assert fit.error <= fit.initial_error
-    free = optimize_grid(
-        o, 8, (2,), n=64, max_evals=40, fixed_above=None, generator=torch.Generator().manual_seed(1)
-    )
+    free = optimize_grid(o, 8, (2,), n=64, max_evals=40, generator=torch.Generator().manual_seed(1))
     assert free.ts[0] == start[0]  # t_max itself always stays
     with pytest.raises(ValueError, match="fixed_above"):
         optimize_grid(o, 8, (2,), fixed_above=0.0)
