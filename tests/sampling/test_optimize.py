@@ -102,10 +102,10 @@ def test_high_noise_times_stay_fixed_and_the_fit_never_worsens_the_check_draws(o
     start = default_grid(o.path, 8, get_sampler("unipc"), dim=2)  # optimize_grid's start
     v = o.path(start[:-1])
     k = int((v.sigma / v.alpha >= 1.0).sum())
-    # t_max, the jump target 2 sqrt(2) = 2.83 and, log-SNR spaced from it down to
-    # sigma_min_rule(8) = 0.2 (5/8)^log2(sqrt 10) = 0.092 over 6 steps (ratio 1.77 each), 1.60;
-    # the next level is 0.90 < 1
-    assert k == 3
+    # t_max, the jump target 2 sqrt(max(2, 0.4 * 8)) = 2 sqrt(3.2) = 3.58 and, log-SNR spaced
+    # from it down to sigma_min_rule(8) = 0.2 (5/8)^log2(sqrt 10) = 0.092 over 6 steps (ratio
+    # 1.84 each), 1.94 and 1.05; the next level is 0.57 < 1
+    assert k == 4
     fit = optimize_grid(
         o,
         8,

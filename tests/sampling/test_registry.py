@@ -241,19 +241,30 @@ def test_range_rule_final_step_blur():
 
 def test_default_grid_scales_with_sigma_data():
     """sigma_tilde = sigma / alpha on the default grid: the jump target sigma_max is
-    SIGMA_MAX_RATIO sigma_data sqrt(dim), the last network level sigma_min proportional to
-    sigma_data (both far from the VP path's limits, sigma_tilde 0.0105 .. 152)."""
+    SIGMA_MAX_RATIO sigma_data sqrt(max(dim, 0.4 steps)), the last network level sigma_min
+    proportional to sigma_data (both far from the VP path's limits, sigma_tilde 0.0105 ..
+    152)."""
     from probpath.paths import AffinePath
-    from probpath.sampling.samplers import SIGMA_MAX_RATIO, default_grid, sigma_min_rule
+    from probpath.sampling.samplers import (
+        SIGMA_MAX_RATIO,
+        default_grid,
+        sigma_max_rule,
+        sigma_min_rule,
+    )
 
     path = AffinePath("vp")
-    for sd, dim in ((0.5, 1), (4.0, 1), (0.5, 16)):
+    # 10 steps: the dimension counts as at least 0.4 * 10 = 4, so dim 1 -> sqrt(4) = 2
+    for sd, dim, root in ((0.5, 1, 2.0), (4.0, 1, 2.0), (0.5, 16, 4.0)):
+        assert math.isclose(sigma_max_rule(10, sd, dim), SIGMA_MAX_RATIO * sd * root)
         ts = default_grid(path, 10, get_sampler("unipc"), sigma_data=sd, dim=dim)
         v = path(ts[1:-1])
         st = (v.sigma / v.alpha).tolist()
         # round trip t -> log-SNR -> t of the schedule's inverse: relative error ~1e-10
-        assert math.isclose(st[0], SIGMA_MAX_RATIO * sd * math.sqrt(dim), rel_tol=1e-8)
+        assert math.isclose(st[0], SIGMA_MAX_RATIO * sd * root, rel_tol=1e-8)
         assert math.isclose(st[-1], sigma_min_rule(10, sd), rel_tol=1e-8)
+    # 5 steps (0.4 * 5 = 2) leave 2-D data at sqrt(2); 20 steps (8) raise it to sqrt(8)
+    assert math.isclose(sigma_max_rule(5, 1.0, 2), SIGMA_MAX_RATIO * math.sqrt(2.0))
+    assert math.isclose(sigma_max_rule(20, 1.0, 2), SIGMA_MAX_RATIO * math.sqrt(8.0))
     with pytest.raises(ValueError, match="sigma_data"):
         default_grid(path, 10, get_sampler("unipc"), sigma_data=0.0)
     with pytest.raises(TypeError, match="sigma_data"):
