@@ -7,8 +7,8 @@ covariances; path kind ``s % 4``: DDPM linear, DDPM cosine (N = 1000), continuou
 chose the second session's defaults (``--tune`` prints every candidate there), 8-23 and then
 24-47 were held-out families in later sessions; all have been looked at since, so seeds 0-47
 are tuning seeds now. Seeds 48-71 are the fresh held-out family of the fourth session, run
-once after the defaults and the optimiser's settings were frozen; 72-95 the seventh
-session's, run once the same way (benchmarks/README.md).
+once after the defaults and the optimiser's settings were frozen; 72-95 and then 96-119 the
+seventh session's, each run once the same way (benchmarks/README.md).
 
 Protocol (``N_STARTS`` = 512 draws per problem, ``--starts``). On these mixtures a draw now
 and then ends in another mode than the exact flow's (an error of the order of the distance
@@ -70,7 +70,7 @@ PREDICTIONS = {
     "vp": ("eps", "v"),
     "linear": ("velocity", "velocity"),
 }
-TUNING, FRESH, FRESH7 = range(0, 48), range(48, 72), range(72, 96)
+TUNING, FRESH, FRESH7, FRESH8 = range(0, 48), range(48, 72), range(72, 96), range(96, 120)
 #: optimize_grid's settings in the benchmark, its defaults (the fourth session's fresh run used
 #: 128 / 1024 / 6 with the tail objective, RATIO 0.25 and fixed_above 1): prior draws it is
 #: fitted on, other draws it is checked on, trial runs per step
@@ -735,6 +735,7 @@ def main():
             ("Tuning seeds 24-47 (held out once)", [s for s in range(24, 48) if s in results]),
             ("Fresh held-out seeds 48-71 (fourth session)", [s for s in FRESH if s in results]),
             ("Fresh held-out seeds 72-95 (seventh session)", [s for s in FRESH7 if s in results]),
+            ("Fresh held-out seeds 96-119 (seventh, 2nd)", [s for s in FRESH8 if s in results]),
         )
         for title, seeds in groups:
             if not seeds:
