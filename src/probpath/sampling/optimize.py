@@ -8,14 +8,13 @@ from shared starts is the direct target and needs no data). The first time ``t_m
 last (``t = 0``, or the path's ``t_min`` where ``sigma(0) > 0``) stay fixed; ``fixed_above``
 also keeps the start's times at noise levels ``sigma_tilde = sigma / alpha >= fixed_above *
 sigma_data``, where the draws choose their modes (off by default: on tuning problems, fitting
-those times too cut the RMS error at 5 / 10 / 20 steps to 0.89 / 0.68 / 0.36x the default
+those times too cut the RMS error at 5 / 10 / 20 steps to 0.89 / 0.68 / 0.39x the default
 grid's, geometric mean, against 0.97 / 0.80 / 0.90x with them fixed; benchmarks/README.md).
-The remaining increments are a
-softmax of logits ``z0 + cumsum(e)``, ``|e_i| <= RATIO`` (the ratio of neighbouring steps
-moves by at most ``e^RATIO`` from the start's), optimised by Powell's method
-(derivative-free; every evaluation is one run of the sampler: ``steps`` NFE on the ``n`` fit
-draws). The defaults (``FIT_DRAWS`` fit draws, ``EVALS_PER_STEP`` trial runs per step, the
-RMS objective, ``RATIO`` 0.5, no fixed head) were chosen on tuning problems of
+The remaining increments are a softmax of logits ``z0 + cumsum(e)``, ``|e_i| <= RATIO`` (the
+ratio of neighbouring steps moves by at most ``e^RATIO`` from the start's), optimised by
+Powell's method (derivative-free; every evaluation is one run of the sampler: ``steps`` NFE on
+the ``n`` fit draws). The defaults (``FIT_DRAWS`` fit draws, ``EVALS_PER_STEP`` trial runs per
+step, the RMS objective, ``RATIO`` 0.5, no fixed head) were chosen on tuning problems of
 benchmarks/bench_samplers.py (seeds 24-36) against the earlier 128 / 6 / tail / 0.25 / 1.
 
 **The check.** A coarser step where the draws choose their modes sends a rare draw to

@@ -50,28 +50,28 @@ SAMPLERS = MappingProxyType({name: as_function(spec) for name, spec in SAMPLER_S
 DEFAULT_SPACING = MappingProxyType({name: spec.spacing for name, spec in SAMPLER_SPECS.items()})
 
 
-#: the default grid of the exponential integrators (spacing "log_snr") on paths that end at sigma
-#: = 0: log-SNR spacing over sigma_tilde = sigma / alpha in [sigma_min, sigma_max] after one jump
-#: from t_max to sigma_max, then the final step to 0, both ends proportional to the data's
-#: standard deviation sigma_data (1 when unknown: standardised data). sigma_max = SIGMA_MAX_RATIO
-#: sigma_data sqrt(d) (sigma_max_rule): above it x0_hat barely changes and the exponential
-#: integrators cross that range exactly in one step. The sqrt(d): the posterior weights of two
-#: modes at distance ~ sqrt(2 d) sigma_data differ by a log-ratio ~ sqrt(2 d) sigma_data /
-#: sigma_tilde, so in d dimensions the modes separate at sigma_tilde ~ sqrt(d) sigma_data (with
-#: sigma_max = 10 sigma_data, one draw in 32 of a 64-d problem jumped to the wrong mode:
-#: benchmarks/README.md). sigma_min = SIGMA_MIN_RATIO sigma_data at 5 steps (a per-coordinate
-#: scale: the modes' widths), divided by sqrt(10) per doubling of the steps, never below the
-#: path's t_min. Ratios chosen on bench_samplers' tuning seeds 0-7 (data scales 0.5-8, d 2-64,
-#: four path kinds), reported on seeds 8-23: an absolute range (0.3 .. 80) lost up to 6x on data
-#: of scale 0.5 or 8, and spending the last evaluation at t_min = 1/N wastes one NFE in five at 5
-#: steps. A search over 36 rules on seeds 0-23 kept these ratios; on the fresh seeds 24-47 one
-#: draw in 32 switching mode still costs up to 60x in single cells (benchmarks/README.md). The
-#: dimension in sigma_max is at least SIGMA_MAX_DIM_PER_STEP * steps: the one jump from t_max
-#: leaves an error that more steps below sigma_max do not reduce, so with many steps in few
-#: dimensions the jump must start lower in x0_hat's drift (VP-kind 2-D tuning seeds 30-42 at 20
-#: steps: RMS error 0.23x and median error 0.48x diffusers' best with the jump at twice 2
-#: sigma_data sqrt(2), against 1.44x / 2.18x; at 5 steps the plain rule was better;
-#: benchmarks/README.md).
+#: the default grid of the exponential integrators (spacing "log_snr") on paths that end at
+#: sigma = 0: log-SNR spacing over sigma_tilde = sigma / alpha in [sigma_min, sigma_max] after
+#: one jump from t_max to sigma_max, then the final step to 0, both ends proportional to the
+#: data's standard deviation sigma_data (1 when unknown: standardised data).
+#: sigma_max = SIGMA_MAX_RATIO sigma_data sqrt(d) (sigma_max_rule): above it x0_hat barely
+#: changes and the exponential integrators cross that range exactly in one step. The sqrt(d):
+#: the posterior weights of two modes at distance ~ sqrt(2 d) sigma_data differ by a log-ratio ~
+#: sqrt(2 d) sigma_data / sigma_tilde, so in d dimensions the modes separate at sigma_tilde ~
+#: sqrt(d) sigma_data (with sigma_max = 10 sigma_data, one draw in 32 of a 64-d problem jumped
+#: to the wrong mode: benchmarks/README.md). sigma_min = SIGMA_MIN_RATIO sigma_data at 5 steps
+#: (a per-coordinate scale: the modes' widths), divided by sqrt(10) per doubling of the steps,
+#: never below the path's t_min. Ratios chosen on bench_samplers' tuning seeds 0-7 (data scales
+#: 0.5-8, d 2-64, four path kinds), reported on seeds 8-23: an absolute range (0.3 .. 80) lost
+#: up to 6x on data of scale 0.5 or 8, and spending the last evaluation at t_min = 1/N wastes
+#: one NFE in five at 5 steps. A search over 36 rules on seeds 0-23 kept these ratios; on the
+#: fresh seeds 24-47 one draw in 32 switching mode still costs up to 60x in single cells
+#: (benchmarks/README.md). The dimension in sigma_max is at least SIGMA_MAX_DIM_PER_STEP *
+#: steps: the one jump from t_max leaves an error that more steps below sigma_max do not reduce,
+#: so with many steps in few dimensions the jump must start lower in x0_hat's drift (VP-kind 2-D
+#: tuning seeds 30-42 at 20 steps: RMS error 0.23x and median error 0.48x diffusers' best with
+#: the jump at twice 2 sigma_data sqrt(2), against 1.44x / 2.18x; at 5 steps the plain rule was
+#: better; benchmarks/README.md).
 SIGMA_MAX_RATIO = 2.0
 SIGMA_MIN_RATIO = 0.2
 SIGMA_MAX_DIM_PER_STEP = 0.4
